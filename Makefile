@@ -1,0 +1,36 @@
+# The two commands of the README: `make serve` and `make test`. Each bootstraps .venv on first use and is
+# idempotent: the install step re-runs only when pyproject.toml or constraints.txt change.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+LONGRANK_HOST ?= 127.0.0.1
+LONGRANK_PORT ?= 8000
+export LONGRANK_HOST LONGRANK_PORT
+
+.PHONY: serve test lint bench clean-venv demo
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip -c constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,load]'
+	# MovieLens-100K ships inside the recbole wheel; its own dependencies are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt recbole==1.2.1
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/longrank demo --if-missing
+	$(BIN)/longrank serve --host $(LONGRANK_HOST) --port $(LONGRANK_PORT)
+
+test: $(STAMP)
+	scripts/with-redis.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check retrieval models serving loadtest tests
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	scripts/with-redis.sh sh -c '$(BIN)/longrank bench store --json && $(BIN)/longrank bench gsu --json && $(BIN)/longrank bench model --json'
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,38 @@
+"""`longrank bench {store,gsu,model,serve} [--json]`: each benchmark lives in serving/bench/<name>.py with
+``add_arguments(parser)`` and ``measure(args) -> dict``; this verb prints the dict as one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+BENCHES = ("store", "gsu", "model", "serve")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="bench", required=True)
+    for name in BENCHES:
+        p = sub.add_parser(name)
+        p.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
+        try:
+            importlib.import_module(f"serving.bench.{name}").add_arguments(p)
+        except ModuleNotFoundError:
+            pass
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        module = importlib.import_module(f"serving.bench.{args.bench}")
+    except ModuleNotFoundError:
+        print(f"longrank bench {args.bench}: not available in this build yet", file=sys.stderr)
+        return 2
+    result = module.measure(args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
