@@ -157,21 +157,59 @@ class EventBatch:
 
     def validate(self, *, actions: frozenset[int] = DEFAULT_ACTIONS, now: float | None = None) -> None:
         """Raise InvalidEvent for the first row that breaks a rule; return None when every row is valid."""
+        problems = self.problems(actions=actions, now=now, limit=1)
+        if problems:
+            raise problems[0]
+
+    def problems(
+        self, *, actions: frozenset[int] = DEFAULT_ACTIONS, now: float | None = None, limit: int | None = None
+    ) -> list[InvalidEvent]:
+        """Every row that breaks a rule (its first broken rule), in row order; at most ``limit`` of them."""
         clock = time.time() if now is None else now
-        for i, user in enumerate(self.user_id):
-            if not USER_ID_PATTERN.fullmatch(user):
-                raise InvalidEvent(i, "user_id", user, "1-128 characters of [A-Za-z0-9_.:-]")
-        for i, eid in enumerate(self.event_id):
-            if eid is not None and not EVENT_ID_PATTERN.fullmatch(eid):
-                raise InvalidEvent(i, "event_id", eid, "1-128 characters of [A-Za-z0-9_.:-]")
-        _check_range(self.item_id, "item_id", 0, MAX_ITEM_ID, "an integer in [0, 2^63-1]")
-        _check_range(self.category_id, "category_id", 0, MAX_CATEGORY_ID, "an integer in [0, 2^31-1]")
-        latest = int(clock) + FUTURE_SLACK_S
-        _check_range(self.ts, "ts", MIN_TS, latest, "unix seconds from 2000-01-01 to one day after now")
-        bad = np.flatnonzero(~np.isin(self.action, np.fromiter(actions, dtype=np.int64)))
-        if len(bad):
-            i = int(bad[0])
-            raise InvalidEvent(i, "action", int(self.action[i]), f"one of {sorted(actions)}")
+        found: dict[int, InvalidEvent] = {}
+
+        def note(rows: Iterable[int], field: str, values: Sequence[Any], rule: str) -> None:
+            for i in rows:
+                found.setdefault(i, InvalidEvent(i, field, values[i], rule))
+
+        id_rule = "1-128 characters of [A-Za-z0-9_.:-]"
+        note(
+            (i for i, u in enumerate(self.user_id) if not USER_ID_PATTERN.fullmatch(u)),
+            "user_id",
+            self.user_id,
+            id_rule,
+        )
+        note(
+            (i for i, e in enumerate(self.event_id) if e is not None and not EVENT_ID_PATTERN.fullmatch(e)),
+            "event_id",
+            self.event_id,
+            id_rule,
+        )
+        checks: list[tuple[str, npt.NDArray[np.int64], npt.NDArray[np.bool_], str]] = [
+            ("item_id", self.item_id, (self.item_id < 0), "an integer in [0, 2^63-1]"),
+            (
+                "category_id",
+                self.category_id,
+                (self.category_id < 0) | (self.category_id > MAX_CATEGORY_ID),
+                "an integer in [0, 2^31-1]",
+            ),
+            (
+                "ts",
+                self.ts,
+                (self.ts < MIN_TS) | (self.ts > int(clock) + FUTURE_SLACK_S),
+                "unix seconds from 2000-01-01 to one day after now",
+            ),
+            (
+                "action",
+                self.action,
+                ~np.isin(self.action, np.fromiter(actions, dtype=np.int64)),
+                f"one of {sorted(actions)}",
+            ),
+        ]
+        for field, column, bad, rule in checks:
+            note(np.flatnonzero(bad).tolist(), field, column.tolist(), rule)
+        ordered = [found[i] for i in sorted(found)]
+        return ordered if limit is None else ordered[:limit]
 
 
 def _opt_str(value: Any) -> str | None:
@@ -210,10 +248,3 @@ def _to_int(row: int, name: str, value: Any) -> int:
     if isinstance(value, str) and re.fullmatch(r"-?\d{1,19}", value.strip()):
         return _to_int(row, name, int(value.strip()))
     raise InvalidEvent(row, name, value, "an integer")
-
-
-def _check_range(column: npt.NDArray[np.int64], name: str, low: int, high: int, rule: str) -> None:
-    bad = np.flatnonzero((column < low) | (column > high))
-    if len(bad):
-        i = int(bad[0])
-        raise InvalidEvent(i, name, int(column[i]), rule)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
-from retrieval.events import DEFAULT_ACTIONS, Behaviors, EventBatch
 from retrieval.errors import InvalidStoreURL
+from retrieval.events import DEFAULT_ACTIONS, Behaviors, EventBatch
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class StoreOptions:
     connect_timeout_s: float = 1.0
     command_timeout_s: float = 1.0
     actions: frozenset[int] = field(default=DEFAULT_ACTIONS)
+    key_prefix: str = "lr"  # Redis key namespace (tests use their own)
 
     def __post_init__(self) -> None:
         if self.max_behaviors < 1:
@@ -99,6 +100,8 @@ def options_from_query(query: str, base: StoreOptions) -> StoreOptions:
                 updates[key] = frozenset(int(v) for v in value.split(","))
             except ValueError as exc:
                 raise InvalidStoreURL(f"actions={value!r} must be comma-separated integers") from exc
+        elif key == "key_prefix":
+            updates[key] = value
         elif key in known:
             try:
                 updates[key] = float(value) if key.endswith("_s") and "timeout" in key else int(value)
