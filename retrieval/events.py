@@ -68,6 +68,8 @@ def unpack(blob: bytes | bytearray | memoryview | None) -> Behaviors:
 
 def merge_in_time_order(existing: Behaviors, new: Behaviors) -> Behaviors:
     """Merge ``new`` (any order) into ``existing`` (sorted): order by ts, earlier arrivals first on ties."""
+    if len(new) == 0:
+        return existing.copy()
     new_sorted = new[np.argsort(new["ts"], kind="stable")]
     if len(existing) == 0 or new_sorted["ts"][0] >= existing["ts"][-1]:
         return np.concatenate([existing, new_sorted]) if len(existing) else new_sorted.copy()
@@ -207,7 +209,8 @@ class EventBatch:
             ),
         ]
         for field, column, bad, rule in checks:
-            note(np.flatnonzero(bad).tolist(), field, column.tolist(), rule)
+            if bad.any():  # tolist() only for a column that has a bad row: validation stays vectorised
+                note(np.flatnonzero(bad).tolist(), field, column.tolist(), rule)
         ordered = [found[i] for i in sorted(found)]
         return ordered if limit is None else ordered[:limit]
 

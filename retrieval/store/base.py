@@ -8,6 +8,7 @@ its constructor. Query parameters of the URL override the options given in code,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Protocol, runtime_checkable
@@ -36,8 +37,12 @@ class StoreOptions:
             raise InvalidStoreURL(f"per_category={self.per_category} must be >= 1")
         if self.dedupe_window_s < 1:
             raise InvalidStoreURL(f"dedupe_window_s={self.dedupe_window_s} must be >= 1")
-        if self.connect_timeout_s <= 0 or self.command_timeout_s <= 0:
-            raise InvalidStoreURL("connect_timeout_s and command_timeout_s must be > 0")
+        for name in ("connect_timeout_s", "command_timeout_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise InvalidStoreURL(f"{name}={value!r} must be a finite number > 0")
+        if not self.actions or any(not 0 <= a <= 255 for a in self.actions):
+            raise InvalidStoreURL(f"actions={sorted(self.actions)} must be a non-empty set of integers in [0, 255]")
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,7 @@ def open_store(url: str, options: StoreOptions | None = None) -> BehaviorStore:
         from retrieval.store.sqlite import SqliteStore
 
         path = url.split("://", 1)[1].split("?", 1)[0]
-        if not path.startswith("/"):
+        if not path.startswith("/") or path in {"/", "//", "/:memory:"}:
             raise InvalidStoreURL(f"sqlite URL {url!r} must look like sqlite:///relative/or/absolute/path.db")
         return SqliteStore(path[1:], opts)  # sqlite:///rel.db -> rel.db; sqlite:////abs.db -> /abs.db
     if scheme in {"redis", "rediss"}:

@@ -7,8 +7,20 @@ import argparse
 import importlib
 import json
 import sys
+from types import ModuleType
 
 BENCHES = ("store", "gsu", "model", "serve")
+
+
+def _load(name: str) -> ModuleType | None:
+    """The bench module, or None when this build does not have it (other import errors propagate)."""
+    module = f"serving.bench.{name}"
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return None
+        raise
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,16 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in BENCHES:
         p = sub.add_parser(name)
         p.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
-        try:
-            importlib.import_module(f"serving.bench.{name}").add_arguments(p)
-        except ModuleNotFoundError:
-            pass
+        module = _load(name)
+        if module is not None:
+            module.add_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        module = importlib.import_module(f"serving.bench.{args.bench}")
-    except ModuleNotFoundError:
+    module = _load(args.bench)
+    if module is None:
         print(f"longrank bench {args.bench}: not available in this build yet", file=sys.stderr)
         return 2
     result = module.measure(args)
