@@ -8,7 +8,7 @@ LONGRANK_HOST ?= 127.0.0.1
 LONGRANK_PORT ?= 8000
 export LONGRANK_HOST LONGRANK_PORT
 
-.PHONY: serve test lint bench clean-venv demo
+.PHONY: serve test lint bench clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,6 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/longrank demo --if-missing
 	$(BIN)/longrank serve --host $(LONGRANK_HOST) --port $(LONGRANK_PORT)
 
 test: $(STAMP)

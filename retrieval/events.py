@@ -29,9 +29,7 @@ import numpy.typing as npt
 
 from retrieval.errors import InvalidEvent
 
-BEHAVIOR_DTYPE = np.dtype(
-    [("ts", "<i8"), ("item_id", "<i8"), ("category_id", "<i4"), ("action", "u1")], align=False
-)
+BEHAVIOR_DTYPE = np.dtype([("ts", "<i8"), ("item_id", "<i8"), ("category_id", "<i4"), ("action", "u1")], align=False)
 RECORD_SIZE = BEHAVIOR_DTYPE.itemsize
 assert RECORD_SIZE == 21
 
@@ -225,7 +223,14 @@ def _int_column(name: str, values: Sequence[Any] | npt.NDArray[Any], n: int) -> 
     """Coerce a column to int64, refusing floats with a fraction, bools, strings and out-of-range values."""
     if len(values) != n:
         raise InvalidEvent(None, name, len(values), f"a column of {n} values (one per event)")
-    arr = np.asarray(values)
+    if isinstance(values, np.ndarray):
+        arr = values
+        elements: list[Any] | None = None
+    else:  # a Python sequence: numpy would turn True into 1 and 2**63 into a float, so check the elements
+        elements = list(values)
+        arr = np.asarray(elements) if elements else np.empty(0, dtype=np.int64)
+        if arr.dtype.kind in "iu" and any(isinstance(v, bool | np.bool_) for v in elements):
+            arr = np.asarray(elements, dtype=object)
     if arr.dtype == np.int64:
         return arr
     if arr.dtype.kind in "iu":
@@ -234,14 +239,16 @@ def _int_column(name: str, values: Sequence[Any] | npt.NDArray[Any], n: int) -> 
             raise InvalidEvent(i, name, int(arr[i]), "an integer below 2^63")
         return arr.astype(np.int64)
     out = np.empty(n, dtype=np.int64)
-    for i, v in enumerate(arr.tolist() if arr.dtype.kind != "O" else list(values)):
+    for i, v in enumerate(arr.tolist() if elements is None else elements):
         out[i] = _to_int(i, name, v)
     return out
 
 
 def _to_int(row: int, name: str, value: Any) -> int:
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool | np.bool_) or value is None:
         raise InvalidEvent(row, name, value, "an integer")
+    if isinstance(value, np.integer | np.floating):
+        value = value.item()
     if isinstance(value, int):
         if not -(2**63) <= value < 2**63:
             raise InvalidEvent(row, name, value, "an integer below 2^63")

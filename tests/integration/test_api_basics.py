@@ -27,7 +27,7 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
     url = {"memory": lambda: "memory://", "sqlite": lambda: f"sqlite:///{tmp_path}/b.db", "redis": _redis_url}[
         request.param
     ]()
-    settings = Settings(store_url=url, max_events_per_batch=5, max_body_bytes=4096, max_behaviors_per_read=50)
+    settings = Settings(store_url=url, max_events_per_batch=5, max_body_bytes=4096, max_behaviors_per_read=200)
     with TestClient(create_app(settings)) as c:
         yield c
         if request.param == "redis":
@@ -81,8 +81,8 @@ def test_schema_errors_name_the_field(client: TestClient, payload: dict[str, obj
 def test_limits_are_named(client: TestClient) -> None:
     r = client.post("/v1/events", json={"events": [ev(i) for i in range(6)]})
     assert (r.status_code, r.json()["limit"], r.json()["field"]) == (422, 5, "events")
-    r = client.get("/v1/users/u1/behaviors", params={"limit": 51})
-    assert (r.status_code, r.json()["limit"]) == (422, 50)
+    r = client.get("/v1/users/u1/behaviors", params={"limit": 201})
+    assert (r.status_code, r.json()["limit"]) == (422, 200)
     big = b'{"events": [' + b" " * 5000 + b"]}"
     r = client.post("/v1/events", content=big, headers={"content-type": "application/json"})
     assert (r.status_code, r.json()["limit"]) == (413, 4096)

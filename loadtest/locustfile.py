@@ -1,0 +1,47 @@
+"""Locust scenario for `POST /v1/rank`, with the same payloads as `longrank loadtest` (loadtest/payloads.py).
+
+Run headless against a local service (Locust is in the `load` extra, installed in .venv by `make`):
+
+    locust -f loadtest/locustfile.py --headless -u 50 -r 10 -t 60s --host http://127.0.0.1:8000
+
+Environment: LONGRANK_LOAD_USERS (distinct user ids, default 943), LONGRANK_LOAD_CANDIDATES (candidates per
+request, default 500), LONGRANK_LOAD_USER_PREFIX (default "u"; "" for the MovieLens demo's ids "1".."943").
+
+Caveats, and why `longrank loadtest` is the tool for the latency numbers: Locust is CLOSED-loop (each simulated
+user waits for its response before sending again), so when the service slows down the offered load drops with it
+and queueing delay is hidden (coordinated omission); and it reports response times rounded to whole milliseconds.
+Use Locust for a quick interactive look or a soak; use the open-loop generator for p99 at a given arrival rate.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from functools import cache
+
+from locust import HttpUser, constant, task
+
+from loadtest.payloads import PayloadSpec, make_bodies
+
+POOL = 256  # distinct bodies shared by all simulated users (generated once, on first use)
+
+
+@cache
+def _bodies() -> list[bytes]:
+    spec = PayloadSpec(
+        users=int(os.environ.get("LONGRANK_LOAD_USERS", "943")),
+        candidates=int(os.environ.get("LONGRANK_LOAD_CANDIDATES", "500")),
+        user_prefix=os.environ.get("LONGRANK_LOAD_USER_PREFIX", "u"),
+    )
+    return make_bodies(spec, POOL)
+
+
+class RankUser(HttpUser):
+    """Posts one rank request after another (no think time); non-2xx responses count as failures."""
+
+    wait_time = constant(0)
+
+    @task
+    def rank(self) -> None:
+        self.client.post("/v1/rank", data=random.choice(_bodies()), name="/v1/rank",
+                         headers={"content-type": "application/json"})

@@ -1,0 +1,232 @@
+"""Versioned artifact directories: everything serving needs to rebuild and trust one trained model.
+
+Layout::
+
+    model.safetensors        weights (state_dict; no pickle)
+    config.json              ModelConfig.to_dict(): the model is rebuilt from this alone
+    metrics.json             evaluation results and training facts (free-form JSON object)
+    item_index/gsu_*.npy     soft search only: retrieval.item_index.ItemIndex.save()
+    <extra files>            e.g. curves.png, copied as given
+    manifest.json            {"format_version", "version", "variant", "created", "files": {path: {sha256, size}}}
+
+``version`` is a content hash: sha256 over the sorted "path sha256" lines of the manifest's files (first 16 hex
+digits), so identical content gives the identical version whatever the time or directory. ``load`` verifies every
+listed file (present, size, sha256), the version, the format version, and that config.json builds a model whose
+parameter names and shapes are exactly those of the weights; any failure raises ``ArtifactError`` naming the file
+and the problem. Files in the directory that the manifest does not list are ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from models.config import ConfigError, ModelConfig
+from models.ranker import RankerModel
+from retrieval.item_index import FILES as INDEX_FILES
+from retrieval.item_index import ItemIndex, ItemIndexError
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+MANIFEST_FILE = "manifest.json"
+ITEM_INDEX_DIR = "item_index"
+REQUIRED_FILES = (WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE)
+
+
+class ArtifactError(Exception):
+    """An artifact that cannot be written or trusted; the message names the file and the problem."""
+
+
+class Artifact(NamedTuple):
+    model: RankerModel  # in eval mode
+    config: ModelConfig
+    item_index: ItemIndex | None
+    manifest: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_version(files: Mapping[str, Mapping[str, Any]]) -> str:
+    """The version id: a hash over the (path, sha256) pairs of the artifact's files."""
+    lines = "".join(f"{path} {files[path]['sha256']}\n" for path in sorted(files))
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def save(
+    model: RankerModel,
+    config: ModelConfig,
+    out_dir: str | Path,
+    metrics: Mapping[str, Any] | None = None,
+    item_index: ItemIndex | None = None,
+    extra_files: Mapping[str, str | Path] | None = None,
+    *,
+    overwrite: bool = False,
+) -> str:
+    """Write the artifact into ``out_dir`` (atomically: a sibling temp dir renamed into place) and return its
+    version. ``extra_files`` maps a file name inside the artifact to a source path. Soft-search configs need the
+    ``item_index``; other configs must not be given one."""
+    out = Path(out_dir)
+    if config.to_dict() != model.config.to_dict():
+        raise ArtifactError(f"{CONFIG_FILE}: the config given differs from the model's own config")
+    if config.gsu == "soft" and item_index is None:
+        raise ArtifactError(f"{ITEM_INDEX_DIR}/: gsu='soft' needs the item index built from model.gsu_tables()")
+    if config.gsu != "soft" and item_index is not None:
+        raise ArtifactError(f"{ITEM_INDEX_DIR}/: an item index only belongs to soft-search models (gsu={config.gsu!r})")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ArtifactError(f"{out}: directory exists and is not empty (pass overwrite=True to replace it)")
+    extras = {name: Path(src) for name, src in (extra_files or {}).items()}
+    reserved = {*REQUIRED_FILES, MANIFEST_FILE, ITEM_INDEX_DIR}
+    for name, src in extras.items():
+        if name in reserved or "/" in name or name.startswith("."):
+            raise ArtifactError(f"{name}: extra file name is reserved or not a plain file name")
+        if not src.is_file():
+            raise ArtifactError(f"{src}: extra file {name!r} does not exist")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format_version": str(FORMAT_VERSION)})
+        (tmp / CONFIG_FILE).write_text(config.to_json())
+        (tmp / METRICS_FILE).write_text(json.dumps(dict(metrics or {}), indent=2, sort_keys=True, default=float))
+        if item_index is not None:
+            item_index.save(tmp / ITEM_INDEX_DIR)
+        for name, src in extras.items():
+            shutil.copyfile(src, tmp / name)
+        files = {
+            path.relative_to(tmp).as_posix(): {"sha256": _sha256(path), "size": path.stat().st_size}
+            for path in sorted(tmp.rglob("*"))
+            if path.is_file()
+        }
+        version = content_version(files)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "variant": config.variant,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "files": files,
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return version
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest, checked for format version and shape, and every listed file verified (size and sha256)."""
+    base = Path(directory)
+    path = base / MANIFEST_FILE
+    if not base.is_dir():
+        raise ArtifactError(f"{base}: artifact directory does not exist")
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing manifest")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: unreadable JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path}: must be a JSON object")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: format_version={manifest.get('format_version')!r} is not supported (this build reads "
+            f"{FORMAT_VERSION})"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("size"), int)
+        for v in files.values()
+    ):
+        raise ArtifactError(f"{path}: 'files' must map each path to {{sha256, size}}")
+    for name in REQUIRED_FILES:
+        if name not in files:
+            raise ArtifactError(f"{base / name}: required file is not listed in {MANIFEST_FILE}")
+    for rel, entry in sorted(files.items()):
+        file = base / rel
+        if ".." in Path(rel).parts or Path(rel).is_absolute():
+            raise ArtifactError(f"{path}: listed path {rel!r} leaves the artifact directory")
+        if not file.is_file():
+            raise ArtifactError(f"{file}: missing file listed in {MANIFEST_FILE}")
+        size = file.stat().st_size
+        if size != entry["size"]:
+            raise ArtifactError(f"{file}: size {size} bytes differs from the manifest's {entry['size']} (tampered?)")
+        if _sha256(file) != entry["sha256"]:
+            raise ArtifactError(f"{file}: sha256 differs from the manifest (tampered or corrupt)")
+    if manifest.get("version") != content_version(files):
+        raise ArtifactError(f"{path}: version {manifest.get('version')!r} does not match the content hash")
+    return manifest
+
+
+def load(directory: str | Path) -> Artifact:
+    """Verify and load an artifact: (model in eval mode, config, item_index or None, manifest)."""
+    base = Path(directory)
+    manifest = read_manifest(base)
+    config_path = base / CONFIG_FILE
+    try:
+        config = ModelConfig.from_json(config_path.read_text())
+    except (ConfigError, TypeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{config_path}: not a valid model config ({exc})") from exc
+
+    weights_path = base / WEIGHTS_FILE
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"{weights_path}: unreadable safetensors file ({exc})") from exc
+    model = RankerModel(config)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        missing = sorted(set(expected) - set(found))[:5]
+        unexpected = sorted(set(found) - set(expected))[:5]
+        shapes = [f"{k}: {found[k]} vs config {expected[k]}" for k in sorted(expected.keys() & found.keys())
+                  if found[k] != expected[k]][:5]  # fmt: skip
+        raise ArtifactError(
+            f"{weights_path}: weights do not match {CONFIG_FILE} (missing {missing}, unexpected {unexpected}, "
+            f"shape mismatches {shapes})"
+        )
+    with torch.no_grad():
+        model.load_state_dict(state, strict=True)
+    model.eval()
+
+    item_index = None
+    if config.gsu == "soft":
+        index_dir = base / ITEM_INDEX_DIR
+        for name in INDEX_FILES:
+            if f"{ITEM_INDEX_DIR}/{name}" not in manifest["files"]:
+                raise ArtifactError(f"{index_dir / name}: soft-search file is not listed in {MANIFEST_FILE}")
+        try:
+            item_index = ItemIndex.load(index_dir)
+        except ItemIndexError as exc:
+            raise ArtifactError(f"{index_dir}: {exc}") from exc
+        if item_index.n_buckets != config.item_buckets or item_index.dim != config.gsu_proj_dim:
+            raise ArtifactError(
+                f"{index_dir}: item index is [{item_index.n_buckets}, {item_index.dim}]; config needs "
+                f"[{config.item_buckets}, {config.gsu_proj_dim}]"
+            )
+    return Artifact(model, config, item_index, manifest)

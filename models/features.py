@@ -1,0 +1,277 @@
+"""Model inputs: the ``Batch`` of tensors a RankerModel reads, and THE one function that builds it.
+
+``build_batch`` is used by training (U = B users, one candidate row per sample) and by serving (U = 1 user, C
+candidates), so both see exactly the same features:
+
+- ShortArch: the last ``short_len`` behaviours of each user                    -> short_* [U, S]
+- LongArch:  the GSU's top-``long_k`` behaviours for each candidate (retrieval.gsu), with the log2 time bucket of
+             now − ts                                                          -> long_*  [C, K]
+- din_long:  the whole sequence of each user                                   -> full_*  [U, L]
+- ids are hashed with retrieval.hashing.bucket (bucket 0 is padding, so every real id, seen or not, has an
+  embedding row); actions map to 1 + min(action, action_buckets − 2).
+
+Sequences are left-aligned: position 0 holds the oldest kept behaviour (short/full) or the most relevant one
+(long), and the padding follows, marked False in the mask. ``score`` is serving's path for one user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+
+from models.config import ModelConfig
+from models.layers import TimeBuckets
+from retrieval.events import Behaviors
+from retrieval.hashing import bucket
+
+if TYPE_CHECKING:
+    from models.ranker import RankerModel
+
+IntArray = npt.NDArray[np.int64]
+
+
+class RetrievedLike(Protocol):
+    """What a GSU search returns (retrieval.gsu.Retrieved): [c, K] arrays, most relevant first."""
+
+    @property
+    def item_id(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def category_id(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def ts(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def action(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def mask(self) -> npt.NDArray[np.bool_]: ...
+
+
+class Searcher(Protocol):
+    """A GSU (retrieval.gsu.HardSearch / SoftSearch / ExactSearch)."""
+
+    def search(self, history: Behaviors, cand_items: IntArray, cand_cats: IntArray) -> RetrievedLike: ...
+
+
+@dataclass
+class Batch:
+    """The tensors of one forward pass. C candidate rows, U users, S = short_len, K = long_k, L = longest history.
+
+    ``user_of[c]`` is the user (row of the user-side tensors) of candidate ``c``. Masks are True at real positions.
+    long_* exist when the config has a GSU, full_* only for din_long; otherwise they are None.
+    """
+
+    cand_item: Tensor  # [C] int64 item bucket
+    cand_cat: Tensor  # [C] int64 category bucket
+    user_of: Tensor  # [C] int64 in [0, U)
+    now: Tensor  # [U] int64 unix seconds the time intervals are measured from
+    short_item: Tensor  # [U,S] int64
+    short_cat: Tensor  # [U,S] int64
+    short_action: Tensor  # [U,S] int64
+    short_mask: Tensor  # [U,S] bool
+    long_item: Tensor | None = None  # [C,K] int64
+    long_cat: Tensor | None = None  # [C,K] int64
+    long_action: Tensor | None = None  # [C,K] int64
+    long_dt: Tensor | None = None  # [C,K] int64 time bucket of now − ts
+    long_mask: Tensor | None = None  # [C,K] bool
+    full_item: Tensor | None = None  # [U,L] int64
+    full_cat: Tensor | None = None  # [U,L] int64
+    full_action: Tensor | None = None  # [U,L] int64
+    full_mask: Tensor | None = None  # [U,L] bool
+
+    @property
+    def n_candidates(self) -> int:
+        return int(self.cand_item.shape[0])
+
+    @property
+    def n_users(self) -> int:
+        return int(self.short_item.shape[0])
+
+    def to(self, device: torch.device | str) -> Batch:
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Batch(**{k: (v.to(device) if v is not None else None) for k, v in moved.items()})
+
+
+def hash_items(ids: npt.ArrayLike, mask: npt.NDArray[np.bool_] | None, config: ModelConfig) -> IntArray:
+    out = bucket(ids, config.item_buckets)
+    return out if mask is None else np.where(mask, out, 0)
+
+
+def hash_categories(ids: npt.ArrayLike, mask: npt.NDArray[np.bool_] | None, config: ModelConfig) -> IntArray:
+    out = bucket(ids, config.category_buckets)
+    return out if mask is None else np.where(mask, out, 0)
+
+
+def action_index(actions: npt.ArrayLike, mask: npt.NDArray[np.bool_] | None, config: ModelConfig) -> IntArray:
+    out = 1 + np.minimum(np.asarray(actions, dtype=np.int64), config.action_buckets - 2)
+    return out if mask is None else np.where(mask, out, 0)
+
+
+def _sequence_tensors(
+    histories: Sequence[Behaviors], length: int, take_last: int | None, config: ModelConfig
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Left-aligned [U, length] item/category/action buckets + mask of (the last ``take_last`` of) each history."""
+    u = len(histories)
+    items = np.zeros((u, length), dtype=np.int64)
+    cats = np.zeros((u, length), dtype=np.int64)
+    acts = np.zeros((u, length), dtype=np.int64)
+    mask = np.zeros((u, length), dtype=bool)
+    for row, history in enumerate(histories):
+        part = history if take_last is None else history[len(history) - min(len(history), take_last) :]
+        n = len(part)
+        items[row, :n] = part["item_id"]
+        cats[row, :n] = part["category_id"]
+        acts[row, :n] = part["action"]
+        mask[row, :n] = True
+    return (
+        torch.from_numpy(hash_items(items, mask, config)),
+        torch.from_numpy(hash_categories(cats, mask, config)),
+        torch.from_numpy(action_index(acts, mask, config)),
+        torch.from_numpy(mask),
+    )
+
+
+def _long_tensors(
+    histories: Sequence[Behaviors],
+    user_of: IntArray,
+    cand_items: IntArray,
+    cand_cats: IntArray,
+    now: IntArray,
+    config: ModelConfig,
+    gsu: Searcher | None,
+    retrieved: Sequence[RetrievedLike] | None,
+) -> dict[str, Tensor]:
+    """Run the GSU per user over that user's candidate rows and lay the results out as [C, K] tensors."""
+    c, k = len(user_of), config.long_k
+    items = np.zeros((c, k), dtype=np.int64)
+    cats = np.zeros((c, k), dtype=np.int64)
+    acts = np.zeros((c, k), dtype=np.int64)
+    ts = np.zeros((c, k), dtype=np.int64)
+    mask = np.zeros((c, k), dtype=bool)
+    order = np.argsort(user_of, kind="stable")
+    starts = np.searchsorted(user_of[order], np.arange(len(histories) + 1))
+    for u in range(len(histories)):
+        rows = order[starts[u] : starts[u + 1]]  # this user's candidate rows, in row order
+        if retrieved is not None:
+            found = retrieved[u]
+        elif len(rows):
+            assert gsu is not None
+            found = gsu.search(histories[u], cand_items[rows], cand_cats[rows])
+        else:
+            continue
+        got = np.asarray(found.mask)
+        if got.shape[0] != len(rows) or got.ndim != 2 or got.shape[1] > k:
+            raise ValueError(
+                f"GSU result for user row {u} has shape {got.shape}; expected ({len(rows)}, <= long_k={k})"
+            )
+        kk = got.shape[1]
+        items[rows, :kk] = found.item_id
+        cats[rows, :kk] = found.category_id
+        acts[rows, :kk] = found.action
+        ts[rows, :kk] = np.where(got, found.ts, now[u])
+        mask[rows, :kk] = got
+    dt = np.where(mask, TimeBuckets.bucketize(now[user_of][:, None] - ts, config.time_buckets), 0)
+    return {
+        "long_item": torch.from_numpy(hash_items(items, mask, config)),
+        "long_cat": torch.from_numpy(hash_categories(cats, mask, config)),
+        "long_action": torch.from_numpy(action_index(acts, mask, config)),
+        "long_dt": torch.from_numpy(dt),
+        "long_mask": torch.from_numpy(mask),
+    }
+
+
+def build_batch(
+    histories: Sequence[Behaviors],
+    user_of: npt.ArrayLike,
+    cand_items: npt.ArrayLike,
+    cand_cats: npt.ArrayLike,
+    now: int | npt.ArrayLike,
+    config: ModelConfig,
+    gsu: Searcher | None = None,
+    *,
+    retrieved: Sequence[RetrievedLike] | None = None,
+) -> Batch:
+    """Features of C candidate rows of U users.
+
+    histories: one BEHAVIOR_DTYPE array per user, oldest first (only behaviours before ``now`` belong here).
+    user_of [C]: the user (index into ``histories``) of each candidate row. cand_items / cand_cats [C]: raw ids.
+    now: unix seconds, one for all users or one per user [U]. gsu: the General Search Unit for the long branch
+    (needed when config.gsu != "none", unless ``retrieved`` gives per user the GSU result for that user's candidate
+    rows in row order, e.g. from HardSearch.search_lists over a store's per-category read).
+    """
+    u = len(histories)
+    owner = np.asarray(user_of, dtype=np.int64).reshape(-1)
+    items = np.asarray(cand_items, dtype=np.int64).reshape(-1)
+    cats = np.asarray(cand_cats, dtype=np.int64).reshape(-1)
+    c = len(owner)
+    if u < 1:
+        raise ValueError("histories must hold at least one user's behaviours (possibly empty)")
+    if len(items) != c or len(cats) != c:
+        raise ValueError(f"cand_items ({len(items)}) and cand_cats ({len(cats)}) must match user_of ({c})")
+    if c and (owner.min() < 0 or owner.max() >= u):
+        raise ValueError(f"user_of must index histories: values in [0, {u}), got [{owner.min()}, {owner.max()}]")
+    if c and (items.min() < 0 or cats.min() < 0):
+        raise ValueError("cand_items and cand_cats must be ids >= 0")
+    now_u = np.broadcast_to(np.asarray(now, dtype=np.int64), (u,)).copy()
+
+    short = _sequence_tensors(histories, config.short_len, config.short_len, config)
+    batch = Batch(
+        cand_item=torch.from_numpy(hash_items(items, None, config)),
+        cand_cat=torch.from_numpy(hash_categories(cats, None, config)),
+        user_of=torch.from_numpy(owner),
+        now=torch.from_numpy(now_u),
+        short_item=short[0],
+        short_cat=short[1],
+        short_action=short[2],
+        short_mask=short[3],
+    )
+    if config.gsu != "none":
+        if gsu is None and retrieved is None:
+            raise ValueError(f"config.gsu={config.gsu!r} needs a GSU (retrieval.gsu) or precomputed `retrieved`")
+        if retrieved is not None and len(retrieved) != u:
+            raise ValueError(f"retrieved has {len(retrieved)} entries; expected one per user ({u})")
+        long = _long_tensors(histories, owner, items, cats, now_u, config, gsu, retrieved)
+        for name, tensor in long.items():
+            setattr(batch, name, tensor)
+    if config.full_attention:
+        length = max(1, max(len(h) for h in histories))
+        full = _sequence_tensors(histories, length, None, config)
+        batch.full_item, batch.full_cat, batch.full_action, batch.full_mask = full
+    return batch
+
+
+def score(
+    model: RankerModel,
+    history: Behaviors,
+    cand_items: npt.ArrayLike,
+    cand_cats: npt.ArrayLike,
+    now: int,
+    config: ModelConfig,
+    gsu: Searcher | None = None,
+    *,
+    retrieved: RetrievedLike | None = None,
+) -> npt.NDArray[np.float32]:
+    """pCTR [C] of one user's candidates: build_batch with U = 1, forward under inference_mode, sigmoid.
+
+    The model is used as it is (artifacts.load returns it in eval mode); this never switches modes, so concurrent
+    callers can share one model.
+    """
+    items = np.asarray(cand_items, dtype=np.int64).reshape(-1)
+    batch = build_batch(
+        [history],
+        np.zeros(len(items), dtype=np.int64),
+        items,
+        cand_cats,
+        now,
+        config,
+        gsu,
+        retrieved=None if retrieved is None else [retrieved],
+    )
+    with torch.inference_mode():
+        logits = model(batch).logits
+    out: npt.NDArray[np.float32] = torch.sigmoid(logits).numpy().astype(np.float32, copy=False)
+    return out

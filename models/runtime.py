@@ -1,0 +1,23 @@
+"""Thread setup for torch and Faiss (both bring an OpenMP runtime): call ``set_threads`` once at process start-up,
+before the first forward or search, so that threads × concurrent calls stay within the cores (DESIGN.md §7)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def set_threads(n: int, *, interop: int | None = None) -> None:
+    """torch intra-op threads = ``n``; inter-op threads = ``interop`` (default ``n``) when still settable (torch
+    allows it only before the first parallel work, later calls are skipped); Faiss OpenMP threads = ``n``."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"threads={n!r} must be an integer >= 1")
+    torch.set_num_threads(n)
+    wanted = n if interop is None else interop
+    if torch.get_num_interop_threads() != wanted:
+        try:
+            torch.set_num_interop_threads(wanted)
+        except RuntimeError:
+            pass  # already started: torch refuses a second setting; the intra-op count above still applies
+    import faiss  # local: only processes that use the GSU pay for it
+
+    faiss.omp_set_num_threads(n)

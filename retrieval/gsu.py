@@ -1,0 +1,349 @@
+"""The General Search Unit (SIM): for each candidate, the top-K behaviours of a long history that the ESU attends to.
+
+Three searches, one result type (``Retrieved``: [C, K] arrays, most relevant first, ``index = -1`` in empty slots):
+
+- ``HardSearch``: the latest K behaviours of the candidate's category (SIM's deployed variant), most recent first.
+  ``search`` groups the full history by category once per request; ``search_lists`` reads the store's per-category
+  lists (``UserHistory.by_category``, SIM's User Behavior Tree) instead.
+- ``SoftSearch``: relevance ``r = key(behaviour item) · query(candidate item)``. The user's distinct item buckets go
+  into a per-request Faiss ``IndexIVFFlat`` whose coarse quantizer is the ItemIndex's centroid index (lists given by
+  the ItemIndex's bucket -> cluster map, no re-assignment). One batched Faiss search over all C candidates scores
+  only the distinct items of each candidate's ``nprobe`` nearest clusters and keeps the top K items; those expand
+  into behaviours (an item seen n times is n behaviours, most recent first) until K slots are filled.
+- ``ExactSearch``: brute force over every behaviour's key vector (Faiss ``knn``, inner product): the recall
+  reference and the cost the soft search avoids.
+
+Order inside a result: score descending, ties broken by the more recent behaviour (larger history position).
+Faiss uses its SIMD loop below 20 queries and BLAS from 20; every search here issues one call for all candidates.
+Thread counts are the caller's business (``faiss.omp_set_num_threads`` at start-up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from retrieval.events import BEHAVIOR_DTYPE, Behaviors
+from retrieval.item_index import ItemIndex
+
+I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
+
+DEFAULT_K = 64
+DEFAULT_NPROBE = 16
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What a GSU returns for C candidates, K slots each, most relevant first."""
+
+    index: I64  # [C, K] positions into the history array searched (-1 = empty slot)
+    item_id: I64  # [C, K] (0 where empty)
+    category_id: I64
+    ts: I64
+    action: I64
+    mask: npt.NDArray[np.bool_]  # [C, K] True where a behaviour is present
+
+    @property
+    def k(self) -> int:
+        return int(self.index.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+
+def gather(history: Behaviors, index: I64) -> Retrieved:
+    """Fill a Retrieved from [C, K] history positions (-1 = empty)."""
+    mask = index >= 0
+    safe = np.where(mask, index, 0)
+    if len(history) == 0:
+        zeros = np.zeros(index.shape, dtype=np.int64)
+        return Retrieved(index, zeros, zeros.copy(), zeros.copy(), zeros.copy(), mask)
+
+    def field(name: str) -> I64:
+        return np.where(mask, history[name][safe].astype(np.int64), 0)
+
+    return Retrieved(index, field("item_id"), field("category_id"), field("ts"), field("action"), mask)
+
+
+def recall_at_k(approx: Retrieved, exact: Retrieved) -> float:
+    """Mean over candidates of |approx ∩ exact| / |exact| by history position; empty exact sets are skipped.
+
+    Returns 1.0 when every candidate's exact set is empty (nothing to miss)."""
+    if approx.index.shape[0] != exact.index.shape[0]:
+        raise ValueError(f"approx has {approx.index.shape[0]} candidates, exact has {exact.index.shape[0]}")
+    a = np.where(approx.mask, approx.index, -1)
+    e = np.where(exact.mask, exact.index, -2)  # -1 never equals -2, so empty slots never match
+    hits = (e[:, :, None] == a[:, None, :]).any(axis=2).sum(axis=1)
+    sizes = exact.mask.sum(axis=1)
+    present = sizes > 0
+    if not present.any():
+        return 1.0
+    return float(np.mean(hits[present] / sizes[present]))
+
+
+def _check_candidates(cand_items: npt.ArrayLike, cand_cats: npt.ArrayLike | None) -> tuple[I64, I64]:
+    items = np.asarray(cand_items, dtype=np.int64)
+    if items.ndim != 1:
+        raise ValueError(f"cand_items has shape {items.shape}; must be a 1-D array of item ids")
+    if cand_cats is None:
+        return items, np.zeros_like(items)
+    cats = np.asarray(cand_cats, dtype=np.int64)
+    if cats.shape != items.shape:
+        raise ValueError(f"cand_cats has shape {cats.shape}; must match cand_items {items.shape}")
+    return items, cats
+
+
+def _check_history(history: Behaviors) -> Behaviors:
+    if not isinstance(history, np.ndarray) or history.dtype != BEHAVIOR_DTYPE or history.ndim != 1:
+        raise ValueError("history must be a 1-D structured array of retrieval.events.BEHAVIOR_DTYPE")
+    return history
+
+
+def _check_k(k: int) -> int:
+    if k < 1:
+        raise ValueError(f"k={k} must be >= 1")
+    return k
+
+
+def stable_argsort_small(values: npt.NDArray[np.integer], max_value: int) -> npt.NDArray[np.intp]:
+    """Stable argsort of non-negative integers below ``max_value`` by 16-bit LSD radix passes.
+
+    numpy sorts uint16 stably with a radix sort (~0.2 ms for 54k values) but int32/int64 with timsort (~3 ms):
+    two uint16 passes cover values below 2^32, which is what history grouping needs."""
+    order = np.argsort((values & 0xFFFF).astype(np.uint16), kind="stable")
+    shift = 16
+    while (max_value - 1) >> shift:
+        digit = ((values[order] >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+        shift += 16
+    return order
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """History positions grouped by a key: ``order[starts[g]:starts[g]+counts[g]]`` are group g's positions in
+    ascending (oldest first) order; ``keys`` ascending."""
+
+    order: npt.NDArray[np.intp]
+    keys: I64
+    starts: I64
+    counts: I64
+
+
+def _group(values: I64, max_value: int) -> _Groups:
+    order = stable_argsort_small(values, max_value)
+    ordered = values[order]
+    if len(ordered) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Groups(order, empty, empty, empty)
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    counts = np.diff(np.append(starts, len(ordered)))
+    return _Groups(order, ordered[starts].astype(np.int64), starts.astype(np.int64), counts.astype(np.int64))
+
+
+def _latest_k(groups: _Groups, group_of_cand: I64, k: int) -> I64:
+    """[C, k] positions of the latest k members of each candidate's group (-1 where the group has fewer, or where
+    the candidate has no group: group_of_cand = -1), most recent first. ``groups`` must not be empty."""
+    slot = np.arange(k, dtype=np.int64)[None, :]
+    has = group_of_cand >= 0
+    g = np.where(has, group_of_cand, 0)
+    n = np.where(has, groups.counts[g], 0)[:, None]
+    valid = slot < n
+    where = np.where(valid, groups.starts[g][:, None] + n - 1 - slot, 0)
+    return np.where(valid, groups.order[where], -1).astype(np.int64)
+
+
+class HardSearch:
+    """The latest K behaviours of the candidate's category, most recent first (SIM hard search)."""
+
+    def __init__(self, k: int = DEFAULT_K) -> None:
+        self.k = _check_k(k)
+
+    def search(self, history: Behaviors, cand_items: npt.ArrayLike, cand_cats: npt.ArrayLike) -> Retrieved:
+        """Group the full history by category once, then read each candidate's category group."""
+        history = _check_history(history)
+        _, cats = _check_candidates(cand_items, cand_cats)
+        if len(history) == 0:
+            return gather(history, np.full((len(cats), self.k), -1, dtype=np.int64))
+        hist_cats = history["category_id"].astype(np.int64)
+        groups = _group(hist_cats, int(hist_cats.max()) + 1)
+        pos = np.searchsorted(groups.keys, cats)
+        found = pos < len(groups.keys)
+        found[found] = groups.keys[pos[found]] == cats[found]
+        return gather(history, _latest_k(groups, np.where(found, pos, -1), self.k))
+
+    def search_lists(
+        self, by_category: Mapping[int, Behaviors], cand_items: npt.ArrayLike, cand_cats: npt.ArrayLike
+    ) -> Retrieved:
+        """Same selection from per-category lists (oldest first each); ``index`` is the position inside the list of
+        the candidate's category. Equals ``search`` whenever each list holds its category's latest >= K behaviours."""
+        _, cats = _check_candidates(cand_items, cand_cats)
+        distinct, inverse = np.unique(cats, return_inverse=True)
+        k = self.k
+        rows = np.full((len(distinct), k), -1, dtype=np.int64)
+        fields = {name: np.zeros((len(distinct), k), dtype=np.int64) for name in ("item_id", "category_id", "ts", "action")}
+        for g, cat in enumerate(distinct.tolist()):
+            records = by_category.get(cat)
+            if records is None or len(records) == 0:
+                continue
+            records = _check_history(records)
+            n = min(len(records), k)
+            positions = np.arange(len(records) - 1, len(records) - 1 - n, -1, dtype=np.int64)
+            rows[g, :n] = positions
+            for name, out in fields.items():
+                out[g, :n] = records[name][positions]
+        inverse = inverse.reshape(-1)
+        index = rows[inverse]
+        return Retrieved(
+            index,
+            fields["item_id"][inverse],
+            fields["category_id"][inverse],
+            fields["ts"][inverse],
+            fields["action"][inverse],
+            index >= 0,
+        )
+
+
+class ExactSearch:
+    """Brute force: every behaviour's key vector against every candidate's query (one Faiss ``knn`` call)."""
+
+    def __init__(self, index: ItemIndex, k: int = DEFAULT_K) -> None:
+        self.index = index
+        self.k = _check_k(k)
+
+    def search(
+        self, history: Behaviors, cand_items: npt.ArrayLike, cand_cats: npt.ArrayLike | None = None
+    ) -> Retrieved:
+        history = _check_history(history)
+        items, _ = _check_candidates(cand_items, cand_cats)
+        n_hist, n_cand, k = len(history), len(items), self.k
+        if n_hist == 0 or n_cand == 0:
+            return gather(history, np.full((n_cand, k), -1, dtype=np.int64))
+        queries = self.index.query_vectors(items)
+        buckets = self.index.buckets(history["item_id"])
+        keys = self.index.keys[buckets]
+        kk = min(k, n_hist)
+        scores, _ = faiss.knn(queries, keys, kk, metric=faiss.METRIC_INNER_PRODUCT)
+        # Faiss gives the K-th best score; which of several behaviours scoring exactly that it keeps is not
+        # specified (repeats of an item, or items with equal vectors). Take every distinct item scoring at least
+        # that and expand them like the soft search does: ties go to the most recent behaviours.
+        groups = _group(buckets, self.index.n_buckets)
+        distinct_scores = queries @ self.index.keys[groups.keys].T  # [C, U]
+        kth = scores[:, kk - 1]
+        floor = kth - 1e-5 * np.maximum(1.0, np.abs(kth))  # BLAS in numpy and Faiss may round apart by an ulp
+        top, top_scores = _rows_at_least(distinct_scores, floor)
+        return gather(history, _expand(groups, top_scores, top, k))
+
+
+def _rows_at_least(scores: F32, floor: F32) -> tuple[I64, F32]:
+    """Per row, the columns scoring >= floor[row], best first, padded with -1 / -inf."""
+    row, col = np.nonzero(scores >= floor[:, None])
+    n_rows = scores.shape[0]
+    per_row = np.bincount(row, minlength=n_rows)
+    width = max(int(per_row.max()) if n_rows else 0, 1)
+    slot = np.arange(len(row)) - (np.cumsum(per_row) - per_row)[row]
+    top = np.full((n_rows, width), -1, dtype=np.int64)
+    top_scores = np.full((n_rows, width), -np.inf, dtype=np.float32)
+    top[row, slot] = col
+    top_scores[row, slot] = scores[row, col]
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+
+
+def _order_rows(scores: F32, positions: I64) -> I64:
+    """Sort each row by score descending, then position descending; empty slots (-1) last."""
+    s = np.where(positions >= 0, scores, -np.inf)
+    order = np.lexsort((-positions, -s), axis=-1)
+    return np.take_along_axis(positions, order, axis=1).astype(np.int64)
+
+
+class SoftSearch:
+    """SIM soft search: IVF over the user's distinct items with the ItemIndex's centroids, then expansion into
+    behaviours. ``nprobe`` clusters per candidate; ``nprobe = n_clusters`` is exact."""
+
+    def __init__(self, index: ItemIndex, k: int = DEFAULT_K, nprobe: int = DEFAULT_NPROBE) -> None:
+        if not 1 <= nprobe <= index.n_clusters:
+            raise ValueError(f"nprobe={nprobe} must be in [1, n_clusters = {index.n_clusters}]")
+        self.index = index
+        self.k = _check_k(k)
+        self.nprobe = nprobe
+
+    def search(
+        self, history: Behaviors, cand_items: npt.ArrayLike, cand_cats: npt.ArrayLike | None = None
+    ) -> Retrieved:
+        history = _check_history(history)
+        items, _ = _check_candidates(cand_items, cand_cats)
+        k, n_cand = self.k, len(items)
+        if len(history) == 0 or n_cand == 0:
+            return gather(history, np.full((n_cand, k), -1, dtype=np.int64))
+        idx = self.index
+        # 1. Behaviours grouped by item bucket (a bucket is one vector, hence one score), positions oldest first.
+        groups = _group(idx.buckets(history["item_id"]), idx.n_buckets)
+        n_distinct = len(groups.keys)
+        # 2. The distinct buckets into a per-request IVF whose lists are the ItemIndex's clusters.
+        ivf = faiss.IndexIVFFlat(idx.quantizer, idx.dim, idx.n_clusters, faiss.METRIC_INNER_PRODUCT)
+        vectors = np.ascontiguousarray(idx.keys[groups.keys])
+        lists = idx.cluster_of_bucket[groups.keys].astype(np.int64)
+        ids = np.arange(n_distinct, dtype=np.int64)
+        ivf.add_core(n_distinct, faiss.swig_ptr(vectors), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
+        ivf.nprobe = self.nprobe
+        # 3. One batched search: top distinct items of each candidate among its probed clusters.
+        kk = min(k, n_distinct)
+        scores, top = ivf.search(idx.query_vectors(items), kk)
+        # 4. Items -> behaviours, most recent first, until K slots are filled.
+        return gather(history, _expand(groups, scores, top, k))
+
+
+def _expand(groups: _Groups, scores: F32, top: I64, k: int) -> I64:
+    """[C, k] history positions from each candidate's top distinct items (sorted by score): each item gives its
+    most recent occurrences until the row has k. Rows where two selected items tie in score take the slow path
+    that interleaves them by recency."""
+    n_cand = top.shape[0]
+    valid = top >= 0
+    item = np.where(valid, top, 0)
+    counts = np.where(valid, groups.counts[item], 0)
+    before = np.cumsum(counts, axis=1) - counts  # occurrences of higher-ranked items
+    take = np.clip(k - before, 0, counts)
+    out = np.full((n_cand, k), -1, dtype=np.int64)
+    flat_take = take.reshape(-1)
+    total = int(flat_take.sum())
+    if total:
+        pair = np.repeat(np.arange(flat_take.size), flat_take)
+        first = np.cumsum(flat_take) - flat_take
+        r = np.arange(total) - first[pair]  # 0 = most recent occurrence
+        it = item.reshape(-1)[pair]
+        pos = groups.order[groups.starts[it] + groups.counts[it] - 1 - r]
+        row = pair // top.shape[1]
+        slot = before.reshape(-1)[pair] + r
+        out[row, slot] = pos
+    # Equal scores of different items (colliding or identical vectors): order their behaviours by recency.
+    tie = valid[:, 1:] & (scores[:, 1:] == scores[:, :-1]) & (take[:, :-1] > 0)
+    for c in np.flatnonzero(tie.any(axis=1)).tolist():
+        out[c] = _expand_row_with_ties(groups, scores[c], top[c], k)
+    return out
+
+
+def _expand_row_with_ties(groups: _Groups, scores: F32, top: I64, k: int) -> I64:
+    """One row, exactly: every occurrence (up to k per item) of the ranked items, sorted by (score, position)."""
+    valid = top >= 0
+    pos_parts: list[I64] = []
+    score_parts: list[F32] = []
+    for item, score in zip(top[valid].tolist(), scores[valid].tolist(), strict=True):
+        start, count = int(groups.starts[item]), int(groups.counts[item])
+        latest = groups.order[max(start, start + count - k) : start + count].astype(np.int64)
+        pos_parts.append(latest)
+        score_parts.append(np.full(len(latest), score, dtype=np.float32))
+    positions = np.concatenate(pos_parts)
+    ordered = _order_rows(np.concatenate(score_parts)[None, :], positions[None, :])[0][:k]
+    row = np.full(k, -1, dtype=np.int64)
+    row[: len(ordered)] = ordered
+    return row
+
+
+def empty_history() -> Behaviors:
+    return np.empty(0, dtype=BEHAVIOR_DTYPE)

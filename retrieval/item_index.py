@@ -1,0 +1,175 @@
+"""The item side of the soft GSU: one key and one query vector per item bucket, Faiss centroids over the keys, and
+the cluster of every bucket.
+
+Items are addressed by ``bucket = retrieval.hashing.bucket(item_id, n_buckets)`` (bucket 0 is padding), the same
+hashing the ranker's embedding tables use, so an unseen item id still has vectors. The torch side trains SIM's soft
+search relevance ``r = (W_b e_i)·(W_a e_a)`` and exports ``keys = W_b E`` (behaviour side) and ``queries = W_a E``
+(candidate side) for every bucket; ``ItemIndex.build`` clusters the keys with k-means and assigns every bucket to its
+nearest centroid by inner product, which is what ``SoftSearch`` probes.
+
+On disk (``save``/``load``): four ``.npy`` files, read without pickle and checked for dtype, shape and range::
+
+    gsu_keys.npy        float32 [n_buckets, d]
+    gsu_queries.npy     float32 [n_buckets, d]
+    gsu_centroids.npy   float32 [n_clusters, d]
+    gsu_cluster_of.npy  int32   [n_buckets]     values in [0, n_clusters)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from retrieval.hashing import bucket
+
+KEYS_FILE = "gsu_keys.npy"
+QUERIES_FILE = "gsu_queries.npy"
+CENTROIDS_FILE = "gsu_centroids.npy"
+CLUSTER_OF_FILE = "gsu_cluster_of.npy"
+FILES = (KEYS_FILE, QUERIES_FILE, CENTROIDS_FILE, CLUSTER_OF_FILE)
+
+DEFAULT_N_CLUSTERS = 1024
+
+
+class ItemIndexError(ValueError):
+    """An item index that cannot be built or loaded; the message names the array or file and the rule."""
+
+
+class ItemIndex:
+    """Key/query vectors of every item bucket, k-means centroids over the keys, and bucket -> cluster."""
+
+    def __init__(
+        self,
+        keys: npt.NDArray[np.float32],
+        queries: npt.NDArray[np.float32],
+        centroids: npt.NDArray[np.float32],
+        cluster_of: npt.NDArray[np.int32],
+    ) -> None:
+        _check_arrays(keys, queries, centroids, cluster_of, where=lambda name: name)
+        self.keys = np.ascontiguousarray(keys)
+        self.queries = np.ascontiguousarray(queries)
+        self.centroids = np.ascontiguousarray(centroids)
+        self.cluster_of_bucket = np.ascontiguousarray(cluster_of)
+        # The coarse quantizer SoftSearch probes: inner product of a candidate's query with every centroid.
+        self.quantizer = faiss.IndexFlatIP(self.dim)
+        self.quantizer.add(self.centroids)
+
+    @property
+    def n_buckets(self) -> int:
+        return int(self.keys.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.keys.shape[1])
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @classmethod
+    def build(
+        cls,
+        keys: npt.NDArray[np.float32],
+        queries: npt.NDArray[np.float32] | None = None,
+        n_clusters: int = DEFAULT_N_CLUSTERS,
+        seed: int = 0,
+        *,
+        spherical: bool = True,
+        niter: int = 20,
+    ) -> ItemIndex:
+        """k-means over the key vectors of buckets 1.. (0 is padding), then every bucket to its nearest centroid by
+        inner product. ``spherical`` normalises the centroids after each iteration: with inner-product assignment,
+        unnormalised centroids of large norm swallow whole regions and the clusters get very uneven."""
+        keys = np.ascontiguousarray(keys, dtype=np.float32)
+        if keys.ndim != 2 or keys.shape[0] < 2 or keys.shape[1] < 1:
+            raise ItemIndexError(f"keys has shape {keys.shape}; must be [n_buckets >= 2, d >= 1]")
+        queries = keys if queries is None else np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.shape != keys.shape:
+            raise ItemIndexError(f"queries has shape {queries.shape}; must equal the keys' shape {keys.shape}")
+        if not 1 <= n_clusters <= keys.shape[0] - 1:
+            raise ItemIndexError(f"n_clusters={n_clusters} must be in [1, n_buckets - 1 = {keys.shape[0] - 1}]")
+        if not np.isfinite(keys).all() or not np.isfinite(queries).all():
+            raise ItemIndexError("keys and queries must be finite (no NaN or inf)")
+        d = keys.shape[1]
+        kmeans = faiss.Kmeans(d, n_clusters, niter=niter, seed=seed, spherical=spherical, verbose=False)
+        kmeans.train(keys[1:])
+        centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+        quantizer = faiss.IndexFlatIP(d)
+        quantizer.add(centroids)
+        _, nearest = quantizer.search(keys, 1)
+        return cls(keys, queries, centroids, nearest[:, 0].astype(np.int32))
+
+    def buckets(self, item_ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        return bucket(item_ids, self.n_buckets)
+
+    def key_vectors(self, item_ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """[n, d] behaviour-side vectors of the items."""
+        return self.keys[self.buckets(item_ids)]
+
+    def query_vectors(self, item_ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """[n, d] candidate-side vectors of the items."""
+        return self.queries[self.buckets(item_ids)]
+
+    def cluster_of(self, item_ids: npt.ArrayLike) -> npt.NDArray[np.int32]:
+        """[n] cluster of each item's key vector."""
+        return self.cluster_of_bucket[self.buckets(item_ids)]
+
+    def save(self, directory: str | Path) -> list[Path]:
+        """Write the four .npy files into ``directory`` (created if needed); return their paths."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        arrays = (self.keys, self.queries, self.centroids, self.cluster_of_bucket)
+        paths = [out / name for name in FILES]
+        for path, array in zip(paths, arrays, strict=True):
+            np.save(path, array, allow_pickle=False)
+        return paths
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ItemIndex:
+        """Read an index written by ``save``; ItemIndexError names the file that is missing, unreadable or wrong."""
+        base = Path(directory)
+        arrays: list[npt.NDArray[Any]] = []
+        for name in FILES:
+            path = base / name
+            if not path.is_file():
+                raise ItemIndexError(f"{path}: missing file of the GSU item index")
+            try:
+                arrays.append(np.load(path, allow_pickle=False))
+            except (ValueError, OSError, EOFError) as exc:
+                raise ItemIndexError(f"{path}: unreadable .npy file ({exc})") from exc
+        keys, queries, centroids, cluster_of = arrays
+        _check_arrays(keys, queries, centroids, cluster_of, where=lambda name: str(base / _FILE_OF[name]))
+        return cls(keys, queries, centroids, cluster_of)
+
+
+_FILE_OF = {"keys": KEYS_FILE, "queries": QUERIES_FILE, "centroids": CENTROIDS_FILE, "cluster_of": CLUSTER_OF_FILE}
+
+
+def _check_arrays(
+    keys: npt.NDArray[Any],
+    queries: npt.NDArray[Any],
+    centroids: npt.NDArray[Any],
+    cluster_of: npt.NDArray[Any],
+    *,
+    where: Callable[[str], str],
+) -> None:
+    """Dtypes, shapes and ranges that every part of the GSU relies on; ``where(name)`` labels the culprit."""
+    if keys.dtype != np.float32 or keys.ndim != 2 or keys.shape[0] < 2 or keys.shape[1] < 1:
+        raise ItemIndexError(f"{where('keys')}: {keys.dtype} {keys.shape}; must be float32 [n_buckets >= 2, d >= 1]")
+    if queries.dtype != np.float32 or queries.shape != keys.shape:
+        raise ItemIndexError(f"{where('queries')}: {queries.dtype} {queries.shape}; must be float32 {keys.shape}")
+    if centroids.dtype != np.float32 or centroids.ndim != 2 or centroids.shape[1] != keys.shape[1]:
+        raise ItemIndexError(
+            f"{where('centroids')}: {centroids.dtype} {centroids.shape}; must be float32 [n_clusters, {keys.shape[1]}]"
+        )
+    if centroids.shape[0] < 1:
+        raise ItemIndexError(f"{where('centroids')}: no centroids; must hold at least one")
+    if cluster_of.dtype != np.int32 or cluster_of.shape != (keys.shape[0],):
+        raise ItemIndexError(f"{where('cluster_of')}: {cluster_of.dtype} {cluster_of.shape}; must be int32 [{keys.shape[0]}]")
+    if cluster_of.size and (int(cluster_of.min()) < 0 or int(cluster_of.max()) >= centroids.shape[0]):
+        raise ItemIndexError(f"{where('cluster_of')}: values must be cluster numbers in [0, {centroids.shape[0]})")

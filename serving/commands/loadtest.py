@@ -1,0 +1,95 @@
+"""`longrank loadtest`: open-loop load at a constant arrival rate against `POST /v1/rank` (see loadtest/openloop.py).
+
+One rate (``--rate R``) prints one JSON object with ``--json``; several (``--rates 10,25,50``) run in sequence and
+print ``{"runs": [...]}``. ``--plot PNG`` writes the latency CDF (or, for a sweep, CDFs plus p50/p99 against rate).
+Only loopback targets are accepted unless ``--allow-remote``. Imports no torch, faiss or web framework.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from loadtest.openloop import LoadConfig, RunOutcome, run_load, sweep
+from loadtest.payloads import PayloadSpec
+
+PROG = "longrank loadtest"
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rates must be comma-separated numbers (got {text!r})") from None
+    if not rates:
+        raise argparse.ArgumentTypeError("--rates must list at least one rate")
+    return rates
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", required=True, help="base URL of the service, e.g. http://127.0.0.1:8000")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--rate", type=float, help="requests per second (constant arrival rate)")
+    which.add_argument("--rates", type=_rates, help="comma-separated rates to sweep in sequence, e.g. 10,25,50,100")
+    parser.add_argument("--duration", type=float, default=30.0, help="measured seconds per rate (default 30)")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds sent first and left out of the stats")
+    parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
+    parser.add_argument("--plot", metavar="PNG", help="write a latency CDF (sweep: CDFs + p50/p99 vs rate)")
+    parser.add_argument("--users", type=int, default=943, help="distinct user ids f'{prefix}{n}', n < users")
+    parser.add_argument("--user-prefix", default="u", help='user id prefix (default "u"; "" for MovieLens ids)')
+    parser.add_argument("--candidates", type=int, default=500, help="candidates per request (default 500)")
+    parser.add_argument("--items", type=int, default=1682, help="candidate item ids are drawn from [0, items)")
+    parser.add_argument("--categories", type=int, default=19, help="category ids are drawn from [0, categories)")
+    parser.add_argument("--timeout", type=float, default=2.0, help="seconds from scheduled send to give up")
+    parser.add_argument("--connections", type=int, default=64, help="keep-alive connection pool size")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the payload generator")
+    parser.add_argument("--path", default="/v1/rank", help="request path (default /v1/rank)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a non-loopback target (only for hosts you are allowed to load)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _readable(summary: dict[str, object]) -> str:
+    pct = "  ".join(f"{k.removesuffix('_ms')}={summary[k]}" for k in ("p50_ms", "p95_ms", "p99_ms", "p999_ms"))
+    return (
+        f"{summary['url']}: offered {summary['offered_rps']} rps, achieved {summary['achieved_rps']} rps over "
+        f"{summary['duration_s']} s ({summary['requests']} requests, {summary['candidates']} candidates)\n"
+        f"  2xx latency ms: {pct}\n"
+        f"  errors {summary['errors']}  status {json.dumps(summary['status_counts'])}  "
+        f"generator lag p99 {summary['generator_lag_p99_ms']} ms ({summary['late_sends']} late sends)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        payload = PayloadSpec(users=args.users, candidates=args.candidates, items=args.items,
+                              categories=args.categories, user_prefix=args.user_prefix, seed=args.seed)
+        config = LoadConfig(url=args.url, rate=args.rate if args.rate is not None else args.rates[0],
+                            duration=args.duration, warmup=args.warmup, timeout=args.timeout,
+                            connections=args.connections, path=args.path, payload=payload,
+                            allow_remote=args.allow_remote)
+        outcomes: list[RunOutcome]
+        progress = False if args.no_progress else None
+        if args.rates is not None:
+            outcomes = sweep(config, args.rates, progress=progress)
+        else:
+            outcomes = [run_load(config, progress=progress)]
+    except ValueError as exc:  # bad flags, refused target (RemoteTargetError), bad rate in --rates
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    if args.plot:
+        from loadtest.plot import plot_cdf, plot_sweep
+
+        if args.rates is not None:
+            plot_sweep(outcomes, args.plot)
+        else:
+            plot_cdf(outcomes[0], args.plot)
+    summaries = [o.summary for o in outcomes]
+    if args.json:
+        print(json.dumps({"runs": summaries} if args.rates is not None else summaries[0]))
+    else:
+        print("\n".join(_readable(s) for s in summaries))
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    return 0

@@ -1,0 +1,135 @@
+"""build_batch and score with the real GSU: what goes where, and training batches == serving scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from model_testkit import NOW, VARIANTS, history, tiny
+
+from models.features import Searcher, build_batch, score
+from models.layers import TimeBuckets
+from models.ranker import RankerModel
+from retrieval.events import Behaviors
+from retrieval.gsu import HardSearch, SoftSearch
+from retrieval.hashing import bucket
+from retrieval.item_index import ItemIndex
+
+
+def gsu_for(model: RankerModel) -> Searcher | None:
+    cfg = model.config
+    if cfg.gsu == "hard":
+        return HardSearch(cfg.long_k)
+    if cfg.gsu == "soft":
+        keys, queries = model.gsu_tables()
+        return SoftSearch(ItemIndex.build(keys, queries, n_clusters=cfg.n_clusters, seed=0), cfg.long_k, cfg.nprobe)
+    return None
+
+
+def test_short_sequence_is_the_last_s_hashed_and_padded() -> None:
+    cfg = tiny("din")  # short_len 6
+    rng = np.random.default_rng(0)
+    hs = [history(rng, 10), history(rng, 2), history(rng, 0)]
+    batch = build_batch(hs, [0, 1, 2], [5, 6, 7], [1, 2, 3], NOW, cfg)
+    assert batch.short_item.shape == (3, 6) and batch.n_users == 3 and batch.n_candidates == 3
+    assert batch.short_item[0].tolist() == bucket(hs[0]["item_id"][-6:], cfg.item_buckets).tolist()
+    assert batch.short_cat[1, :2].tolist() == bucket(hs[1]["category_id"], cfg.category_buckets).tolist()
+    assert batch.short_action[1, :2].tolist() == (1 + hs[1]["action"].astype(np.int64)).tolist()
+    assert batch.short_mask.sum(1).tolist() == [6, 2, 0]
+    for name in ("short_item", "short_cat", "short_action"):
+        t = getattr(batch, name)
+        assert torch.all(t[~batch.short_mask] == 0) and torch.all(t[batch.short_mask] > 0)
+    assert batch.cand_item.tolist() == bucket([5, 6, 7], cfg.item_buckets).tolist()
+    assert batch.long_item is None and batch.full_item is None
+
+
+def test_long_sequence_is_the_gsu_result_with_time_buckets() -> None:
+    cfg = tiny("sim_hard")
+    rng = np.random.default_rng(1)
+    hs = [history(rng, 40), history(rng, 3)]
+    gsu = HardSearch(cfg.long_k)
+    user_of, items, cats = np.array([1, 0, 0]), np.array([11, 12, 13]), np.array([0, 1, 3])
+    now = np.array([NOW, NOW + 500])
+    batch = build_batch(hs, user_of, items, cats, now, cfg, gsu)
+    assert batch.long_item is not None and batch.long_mask is not None and batch.long_dt is not None
+    ref = gsu.search(hs[0], items[1:], cats[1:])
+    assert batch.long_mask[1:].numpy().tolist() == ref.mask.tolist()
+    want_items = np.where(ref.mask, bucket(ref.item_id, cfg.item_buckets), 0)
+    assert batch.long_item[1:].numpy().tolist() == want_items.tolist()
+    want_dt = np.where(ref.mask, TimeBuckets.bucketize(NOW - ref.ts, cfg.time_buckets), 0)
+    assert batch.long_dt[1:].numpy().tolist() == want_dt.tolist()
+    for row, cat in ((1, 1), (2, 3)):  # hard search: every retrieved behaviour has the candidate's category
+        assert batch.long_mask[row].any()
+        assert torch.all(batch.long_cat[row][batch.long_mask[row]] == int(bucket([cat], cfg.category_buckets)[0]))
+    ref1 = gsu.search(hs[1], items[:1], cats[:1])  # row 0 belongs to user 1, timed from user 1's now
+    assert batch.long_mask[0].numpy().tolist() == ref1.mask[0].tolist()
+    want_dt1 = np.where(ref1.mask, TimeBuckets.bucketize(NOW + 500 - ref1.ts, cfg.time_buckets), 0)
+    assert batch.long_dt[0].numpy().tolist() == want_dt1[0].tolist()
+
+
+def samples(rng: np.random.Generator, users: int = 3, per_user: int = 4) -> list[tuple[Behaviors, int, np.ndarray, np.ndarray]]:
+    out = []
+    for u in range(users):
+        h = history(rng, [30, 0, 9][u % 3])
+        out.append((h, NOW + 100 * u, rng.integers(0, 80, per_user), rng.integers(0, 4, per_user)))
+    return out
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_training_batch_equals_serving_scores(variant: str) -> None:
+    """Training builds U = B rows (one candidate each); serving scores one user's candidates at a time through
+    ``score``: the same samples must give the same pCTR."""
+    torch.manual_seed(0)
+    model = RankerModel(tiny(variant)).eval()
+    gsu = gsu_for(model)
+    data = samples(np.random.default_rng(2))
+    histories = [h for h, _, items, _ in data for _ in items]
+    nows = np.array([now for _, now, items, _ in data for _ in items])
+    items = np.concatenate([i for _, _, i, _ in data])
+    cats = np.concatenate([c for _, _, _, c in data])
+    batch = build_batch(histories, np.arange(len(items)), items, cats, nows, model.config, gsu)
+    assert batch.n_users == batch.n_candidates == len(items)
+    with torch.inference_mode():
+        trained = torch.sigmoid(model(batch).logits).numpy()
+    served = np.concatenate([score(model, h, i, c, now, model.config, gsu) for h, now, i, c in data])
+    assert served.dtype == np.float32
+    np.testing.assert_allclose(served, trained, rtol=1e-5, atol=1e-6)
+
+
+def test_store_lists_path_equals_history_path() -> None:
+    """Serving may pass the GSU result of HardSearch.search_lists (the store's per-category read) instead of the
+    full history: same scores."""
+    torch.manual_seed(1)
+    model = RankerModel(tiny("sim_can")).eval()
+    cfg = model.config
+    h = history(np.random.default_rng(3), 50)
+    items, cats = np.array([1, 2, 3, 4]), np.array([0, 2, 2, 9])
+    by_cat = {int(c): h[h["category_id"] == c] for c in np.unique(cats)}
+    retrieved = HardSearch(cfg.long_k).search_lists(by_cat, items, cats)
+    direct = score(model, h, items, cats, NOW, cfg, HardSearch(cfg.long_k))
+    listed = score(model, h[-cfg.short_len :], items, cats, NOW, cfg, retrieved=retrieved)
+    np.testing.assert_allclose(listed, direct, rtol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["sim_can", "sim_soft", "din_long"])
+def test_unseen_ids_score_without_error(variant: str) -> None:
+    torch.manual_seed(2)
+    model = RankerModel(tiny(variant)).eval()
+    h = history(np.random.default_rng(4), 20)
+    h["item_id"][-1] = 2**62  # never seen anywhere
+    p = score(model, h, [10**15, 2**63 - 1, 0], [2**31 - 1, 123_456, 0], NOW, model.config, gsu_for(model))
+    assert p.shape == (3,) and np.all((p > 0) & (p < 1))
+
+
+def test_bad_inputs_are_named() -> None:
+    cfg = tiny("sim_hard")
+    h = [history(np.random.default_rng(5), 5)]
+    with pytest.raises(ValueError, match="needs a GSU"):
+        build_batch(h, [0], [1], [1], NOW, cfg)
+    with pytest.raises(ValueError, match="user_of must index histories"):
+        build_batch(h, [1], [1], [1], NOW, cfg, HardSearch(cfg.long_k))
+    with pytest.raises(ValueError, match="cand_items"):
+        build_batch(h, [0, 0], [1], [1, 2], NOW, cfg, HardSearch(cfg.long_k))
+    with pytest.raises(ValueError, match="long_k"):
+        build_batch(h, [0], [1], [1], NOW, cfg, HardSearch(cfg.long_k + 3))
+
