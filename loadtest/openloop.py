@@ -1,10 +1,11 @@
 """Open-loop load generator: requests arrive at a constant rate whether or not earlier ones have finished.
 
 Request ``i`` is due at ``t0 + i / rate`` on the event loop clock. The generator sleeps until that moment, hands the
-request to an ``httpx.AsyncClient`` (HTTP/1.1, keep-alive pool of ``connections``) and moves on; it never waits for a
-response before sending the next request. Latency is measured from the *scheduled* time to the end of the response
-body, so time spent queued behind a busy connection pool or a slow server counts: there is no coordinated omission
-(a closed-loop tool such as Locust slows down with the server and under-reports the tail).
+request to httpx (HTTP/1.1, ``connections`` keep-alive connections split over small clients, see ``_drive``) and
+moves on; it never waits for a response before sending the next request. Latency is measured from the *scheduled*
+time to the end of the response body, so time spent queued behind a busy connection pool or a slow server counts:
+there is no coordinated omission (a closed-loop tool such as Locust slows down with the server and under-reports
+the tail).
 
 Statistics:
 - the first ``warmup`` seconds of requests are sent but left out of every number;
@@ -22,8 +23,10 @@ by ``warmup + duration + timeout`` after it starts. Only loopback targets are ac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import math
+import ssl
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -42,6 +45,7 @@ LATE_MS = 5.0
 #: Percentiles reported, as (field name, q in percent).
 PERCENTILES: tuple[tuple[str, float], ...] = (("p50_ms", 50.0), ("p95_ms", 95.0), ("p99_ms", 99.0),
                                               ("p999_ms", 99.9))
+SHARD = 8  # keep-alive connections per httpx client (see _drive)
 MAX_REQUESTS = 50_000_000  # per run: bounds memory (three numbers per request) and the run's length
 TIMEOUT = -1  # status code recorded for a request that hit its deadline
 CONN_ERROR = -2  # status code recorded for a connection/protocol error
@@ -200,16 +204,25 @@ async def _drive(config: LoadConfig, bodies: Sequence[bytes], on_done: Callable[
     status = np.zeros(total, dtype=np.int32)
     lag = np.zeros(total)
     loop = asyncio.get_running_loop()
-    limits = httpx.Limits(max_connections=config.connections, max_keepalive_connections=config.connections)
     target = config.target
-    # Requests beyond the pool size wait here (FIFO, O(1)) rather than in httpcore's pool, whose queue handling is
-    # quadratic in the number of waiting requests. The wait still counts: latency runs from the scheduled time.
-    gate = asyncio.Semaphore(config.connections)
+    # The keep-alive pool is split over several small httpx clients, and a request first takes a free slot (the
+    # index of a client with an idle connection) from a queue: httpcore's pool does work quadratic in its size on
+    # every request, so one pool of 64 would make the generator itself the bottleneck. Waiting for a slot still
+    # counts: latency runs from the scheduled time.
+    sizes = [len(part) for part in np.array_split(np.arange(config.connections), -(-config.connections // SHARD))]
+    free: asyncio.Queue[int] = asyncio.Queue()
+    for shard, size in enumerate(sizes):
+        for _ in range(size):
+            free.put_nowait(shard)
 
-    async def one(client: httpx.AsyncClient, i: int, scheduled: float) -> None:
+    async def one(clients: list[httpx.AsyncClient], i: int, scheduled: float) -> None:
         try:
-            async with asyncio.timeout_at(scheduled + config.timeout), gate:
-                response = await client.post(target, content=bodies[i % len(bodies)], headers=_HEADERS)
+            async with asyncio.timeout_at(scheduled + config.timeout):
+                shard = await free.get()
+                try:
+                    response = await clients[shard].post(target, content=bodies[i % len(bodies)], headers=_HEADERS)
+                finally:
+                    free.put_nowait(shard)
             status[i] = response.status_code
             latency[i] = (loop.time() - scheduled) * 1e3
         except (TimeoutError, httpx.TimeoutException):
@@ -219,8 +232,15 @@ async def _drive(config: LoadConfig, bodies: Sequence[bytes], on_done: Callable[
         finally:
             on_done()
 
-    # trust_env=False: never route through a proxy from the environment; the load goes to the given URL only.
-    async with httpx.AsyncClient(limits=limits, timeout=config.timeout, trust_env=False) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        # trust_env=False: never route through a proxy from the environment; the load goes to the given URL only.
+        tls = ssl.create_default_context()  # one context for all clients (each would load the CA bundle again)
+        clients = [
+            await stack.enter_async_context(httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                timeout=config.timeout, trust_env=False, verify=tls))
+            for size in sizes
+        ]
         pending: set[asyncio.Task[None]] = set()
         t0 = loop.time() + 0.01
         for i in range(total):
@@ -229,7 +249,7 @@ async def _drive(config: LoadConfig, bodies: Sequence[bytes], on_done: Callable[
             if delay > 0:
                 await asyncio.sleep(delay)
             lag[i] = max(0.0, (loop.time() - scheduled) * 1e3)
-            task = asyncio.create_task(one(client, i, scheduled))
+            task = asyncio.create_task(one(clients, i, scheduled))
             pending.add(task)
             task.add_done_callback(pending.discard)
         if pending:

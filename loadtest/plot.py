@@ -78,9 +78,9 @@ def plot_sweep(outcomes: Sequence[RunOutcome], path: str | Path) -> Path:
         values = [o.summary[key] for o in outcomes]
         right.plot(rates, [np.nan if v is None else v for v in values], marker=marker,
                    label=key.removesuffix("_ms"))
-    right.set_yscale("log")
+    right.set_ylim(bottom=0)
     right.set_xlabel("offered rate (requests/s)")
-    right.set_ylabel("latency of 2xx (ms, log scale)")
+    right.set_ylabel("latency of 2xx (ms)")
     right.grid(True, which="both", alpha=0.3)
     right.legend()
     candidates = outcomes[0].summary["candidates"] if outcomes else "?"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -92,8 +92,11 @@ class Batch:
         return int(self.short_item.shape[0])
 
     def to(self, device: torch.device | str) -> Batch:
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        return Batch(**{k: (v.to(device) if v is not None else None) for k, v in moved.items()})
+        moved: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            moved[f.name] = value.to(device) if value is not None else None
+        return Batch(**moved)
 
 
 def hash_items(ids: npt.ArrayLike, mask: npt.NDArray[np.bool_] | None, config: ModelConfig) -> IntArray:

@@ -90,23 +90,20 @@ class TargetAttention(nn.Module):
         n = query.shape[0]
         if chunk is None or chunk >= n:
             return self._attend(query, keys, mask, user_of)
-        parts = [
-            self._attend(query[i : i + chunk], keys, mask, user_of[i : i + chunk]) for i in range(0, n, chunk)
-        ]
+        parts = [self._attend(query[i : i + chunk], keys, mask, user_of[i : i + chunk]) for i in range(0, n, chunk)]
         return torch.cat(parts, dim=0)
 
     def _attend(self, query: Tensor, keys: Tensor, mask: Tensor, user_of: Tensor) -> Tensor:
-        w_q, w_k, w_d, w_p = self.first.weight.split(self.dim, dim=1)  # each [h, d]
+        w, d = self.first.weight, self.dim
+        w_q, w_k, w_d, w_p = (w[:, i * d : (i + 1) * d] for i in range(4))  # each [h, d]
         q_part = query @ (w_q + w_d).T + self.first.bias  # [C,h]
         k_part = per_candidate(keys @ (w_k - w_d).T, user_of)  # [U,T,h] -> [C,T,h] (view when U == 1)
         keys_c = per_candidate(keys, user_of)  # [C,T,d]
         mask_c = per_candidate(mask, user_of)  # [C,T]
         hidden = torch.sigmoid(q_part[:, None, :] + k_part + (query[:, None, :] * keys_c) @ w_p.T)  # [C,T,h]
         scores = self.rest(hidden).squeeze(-1)  # [C,T]
-        if self.norm == "softmax":
-            weights = masked_softmax(scores, mask_c)  # [C,T]
-        else:
-            weights = scores * mask_c.to(scores.dtype)  # [C,T]
+        softmax = self.norm == "softmax"
+        weights = masked_softmax(scores, mask_c) if softmax else scores * mask_c.to(scores.dtype)  # [C,T]
         if keys.shape[0] == 1:
             return weights @ keys[0]  # [C,T] @ [T,d] -> [C,d]
         return torch.bmm(weights[:, None, :], keys_c).squeeze(1)  # [C,d]
@@ -115,7 +112,10 @@ class TargetAttention(nn.Module):
 class MultiHeadTargetAttention(nn.Module):
     """SIM's Exact Search Unit: head_i = softmax_j((W_bi z_j) · (W_ai e_a) / √a) over the unmasked j, pooled
     Σ_j w_ij z_j; the heads are concatenated -> [C, heads · z_dim]. The 1/√a scale is ours (the paper gives none);
-    it keeps the initial logits of larger head sizes in the softmax's useful range."""
+    it keeps the initial logits of larger head sizes in the softmax's useful range.
+
+    Computed as z_j · (W_bi^T W_ai e_a): the projection is applied once per candidate and head instead of once per
+    retrieved behaviour (the same function and parameters, K times fewer multiplications for W_b)."""
 
     def __init__(self, query_dim: int, z_dim: int, heads: int, head_dim: int) -> None:
         super().__init__()
@@ -125,12 +125,13 @@ class MultiHeadTargetAttention(nn.Module):
 
     def forward(self, query: Tensor, z: Tensor, mask: Tensor) -> Tensor:
         """query [C,da], z [C,K,dz], mask [C,K] -> [C, heads·dz]."""
-        c, k, _ = z.shape
+        c = z.shape[0]
         qa = self.w_a(query).view(c, self.heads, self.head_dim)  # [C,H,a]
-        kb = self.w_b(z).view(c, k, self.heads, self.head_dim)  # [C,K,H,a]
-        scores = torch.einsum("cha,ckha->chk", qa, kb) / math.sqrt(self.head_dim)  # [C,H,K]
+        w_b = self.w_b.weight.view(self.heads, self.head_dim, self.z_dim)  # [H,a,dz]
+        qz = torch.einsum("cha,had->chd", qa, w_b) / math.sqrt(self.head_dim)  # [C,H,dz]
+        scores = torch.bmm(qz, z.transpose(1, 2))  # [C,H,dz] @ [C,dz,K] -> [C,H,K]
         weights = masked_softmax(scores, mask[:, None, :])  # [C,H,K]
-        pooled = weights @ z  # [C,H,K] @ [C,K,dz] -> [C,H,dz]
+        pooled = torch.bmm(weights, z)  # [C,H,K] @ [C,K,dz] -> [C,H,dz]
         return pooled.reshape(c, self.heads * self.z_dim)
 
 
@@ -170,24 +171,28 @@ class CoActionUnit(nn.Module):
 
     def weights(self, params: Tensor) -> list[Tensor]:
         """[C, D'] -> the micro-MLP's weight matrices [C, d_i, d_{i+1}]."""
-        sizes = [a * b for a, b in zip(self.dims[:-1], self.dims[1:], strict=False)]
-        flat = params.split(sizes, dim=1)
-        return [w.reshape(-1, a, b) for w, a, b in zip(flat, self.dims[:-1], self.dims[1:], strict=False)]
+        out, offset = [], 0
+        for a, b in zip(self.dims[:-1], self.dims[1:], strict=False):
+            out.append(params[:, offset : offset + a * b].reshape(-1, a, b))
+            offset += a * b
+        return out
 
     def forward(self, params: Tensor, feed: Tensor, mask: Tensor, user_of: Tensor) -> Tensor:
-        """params [C,D'], feed [U,S,d0], mask [U,S], user_of [C] -> [C, orders·Σdims[1:]]."""
-        c = params.shape[0]
-        powers = torch.stack([feed**o for o in range(1, self.orders + 1)], dim=2)  # [U,S,O,d0]
-        w_first, *w_rest = self.weights(params)
-        if feed.shape[0] == 1:
-            h = torch.tanh(torch.einsum("sod,cde->csoe", powers[0], w_first))  # [C,S,O,d1]
+        """params [C,D'], feed [U,S,d0], mask [U,S], user_of [C] -> [C, orders·Σdims[1:]].
+
+        Laid out feature-major ([C, d_i, S·O]) so that every layer is one contiguous matmul and nothing is copied."""
+        c, (u, s, d0), o = params.shape[0], feed.shape, self.orders
+        powers = torch.stack([feed**k for k in range(1, o + 1)], dim=1).reshape(u, o * s, d0)  # [U,O·S,d0]
+        w_t = [w.transpose(1, 2) for w in self.weights(params)]  # [C,d_{i+1},d_i]
+        d1 = w_t[0].shape[1]
+        if u == 1:  # one matmul for all candidates: [C·d1, d0] @ [d0, O·S]
+            h = torch.tanh((w_t[0].reshape(c * d1, d0) @ powers[0].T).view(c, d1, o * s))  # [C,d1,O·S]
         else:
-            h = torch.tanh(torch.einsum("csod,cde->csoe", powers.index_select(0, user_of), w_first))
-        outputs = [h]
-        for w in w_rest:
-            h = torch.tanh(torch.einsum("csod,cde->csoe", h, w))  # [C,S,O,d_{i+1}]
-            outputs.append(h)
-        out = torch.cat(outputs, dim=-1)  # [C,S,O,Σdims[1:]]
-        mask_c = per_candidate(mask, user_of).to(out.dtype)  # [C,S]
-        pooled = torch.einsum("csof,cs->cof", out, mask_c)  # masked sum over S -> [C,O,Σdims[1:]]
-        return pooled.reshape(c, self.out_dim)
+            h = torch.tanh(torch.bmm(w_t[0], powers.index_select(0, user_of).transpose(1, 2)))  # [C,d1,O·S]
+        mask_c = per_candidate(mask, user_of).to(h.dtype)[:, None, None, :]  # [C,1,1,S]
+        pooled = [(h.view(c, d1, o, s) * mask_c).sum(-1)]  # masked sum over S -> [C,d1,O]
+        for w in w_t[1:]:
+            h = torch.tanh(torch.bmm(w, h))  # [C,d_{i+1},O·S]
+            pooled.append((h.view(c, -1, o, s) * mask_c).sum(-1))  # [C,d_{i+1},O]
+        out = torch.cat(pooled, dim=1).transpose(1, 2)  # [C,O,Σdims[1:]]: per order, every layer's outputs
+        return out.reshape(c, self.out_dim)

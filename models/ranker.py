@@ -73,7 +73,8 @@ class ShortArch(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         d = cfg.behavior_dim
-        self.attention = TargetAttention(d, cfg.attention_hidden, cfg.attention_norm) if cfg.short_arch == "din" else None
+        din = cfg.short_arch == "din"
+        self.attention = TargetAttention(d, cfg.attention_hidden, cfg.attention_norm) if din else None
         self.out_dim = d
 
     def forward(self, cand: Tensor, seq: Tensor, mask: Tensor, user_of: Tensor) -> Tensor:

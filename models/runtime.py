@@ -3,6 +3,8 @@ before the first forward or search, so that threads × concurrent calls stay wit
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -14,10 +16,9 @@ def set_threads(n: int, *, interop: int | None = None) -> None:
     torch.set_num_threads(n)
     wanted = n if interop is None else interop
     if torch.get_num_interop_threads() != wanted:
-        try:
+        # torch refuses a second setting once parallel work started; the intra-op count above still applies
+        with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(wanted)
-        except RuntimeError:
-            pass  # already started: torch refuses a second setting; the intra-op count above still applies
     import faiss  # local: only processes that use the GSU pay for it
 
     faiss.omp_set_num_threads(n)

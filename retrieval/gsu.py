@@ -34,7 +34,8 @@ I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
 
 DEFAULT_K = 64
-DEFAULT_NPROBE = 16
+DEFAULT_NPROBE = 32
+DEFAULT_FIRST_K = 16  # distinct items asked of Faiss in the first pass of the soft search
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,15 @@ class Retrieved:
 def gather(history: Behaviors, index: I64) -> Retrieved:
     """Fill a Retrieved from [C, K] history positions (-1 = empty)."""
     mask = index >= 0
-    safe = np.where(mask, index, 0)
     if len(history) == 0:
         zeros = np.zeros(index.shape, dtype=np.int64)
         return Retrieved(index, zeros, zeros.copy(), zeros.copy(), zeros.copy(), mask)
+    safe = np.where(mask, index, 0)
 
     def field(name: str) -> I64:
-        return np.where(mask, history[name][safe].astype(np.int64), 0)
+        out = history[name][safe].astype(np.int64)  # per column: gathering whole 21-byte records is slower
+        out[~mask] = 0
+        return out
 
     return Retrieved(index, field("item_id"), field("category_id"), field("ts"), field("action"), mask)
 
@@ -266,12 +269,17 @@ class SoftSearch:
     """SIM soft search: IVF over the user's distinct items with the ItemIndex's centroids, then expansion into
     behaviours. ``nprobe`` clusters per candidate; ``nprobe = n_clusters`` is exact."""
 
-    def __init__(self, index: ItemIndex, k: int = DEFAULT_K, nprobe: int = DEFAULT_NPROBE) -> None:
+    def __init__(
+        self, index: ItemIndex, k: int = DEFAULT_K, nprobe: int = DEFAULT_NPROBE, *, first_k: int = DEFAULT_FIRST_K
+    ) -> None:
         if not 1 <= nprobe <= index.n_clusters:
             raise ValueError(f"nprobe={nprobe} must be in [1, n_clusters = {index.n_clusters}]")
+        if first_k < 1:
+            raise ValueError(f"first_k={first_k} must be >= 1")
         self.index = index
         self.k = _check_k(k)
         self.nprobe = nprobe
+        self.first_k = first_k
 
     def search(
         self, history: Behaviors, cand_items: npt.ArrayLike, cand_cats: npt.ArrayLike | None = None
@@ -292,10 +300,23 @@ class SoftSearch:
         ids = np.arange(n_distinct, dtype=np.int64)
         ivf.add_core(n_distinct, faiss.swig_ptr(vectors), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
         ivf.nprobe = self.nprobe
-        # 3. One batched search: top distinct items of each candidate among its probed clusters.
+        # 3. The candidates' nprobe nearest clusters (query · centroid), once for both passes below.
+        queries = idx.query_vectors(items)
+        probes = idx.probe(queries, self.nprobe)
+        # 4. Top distinct items among the probed clusters. Repeats usually fill K slots from a few items, and
+        # Faiss's cost grows with the size of its result heap: ask for ``first_k`` items, then again for K items
+        # only for the candidates whose first items do not fill K behaviours.
         kk = min(k, n_distinct)
-        scores, top = ivf.search(idx.query_vectors(items), kk)
-        # 4. Items -> behaviours, most recent first, until K slots are filled.
+        first = min(self.first_k, kk)
+        scores, top = ivf.search_preassigned(queries, first, probes, None)
+        if first < kk:
+            filled = np.where(top >= 0, groups.counts[np.maximum(top, 0)], 0).sum(axis=1) >= k
+            again = np.flatnonzero(~filled & (top[:, -1] >= 0))
+            scores = np.pad(scores, ((0, 0), (0, kk - first)), constant_values=-np.inf)
+            top = np.pad(top, ((0, 0), (0, kk - first)), constant_values=-1)
+            if len(again):
+                scores[again], top[again] = ivf.search_preassigned(queries[again], kk, probes[again], None)
+        # 5. Items -> behaviours, most recent first, until K slots are filled.
         return gather(history, _expand(groups, scores, top, k))
 
 
@@ -343,7 +364,3 @@ def _expand_row_with_ties(groups: _Groups, scores: F32, top: I64, k: int) -> I64
     row = np.full(k, -1, dtype=np.int64)
     row[: len(ordered)] = ordered
     return row
-
-
-def empty_history() -> Behaviors:
-    return np.empty(0, dtype=BEHAVIOR_DTYPE)

@@ -8,9 +8,10 @@ with its line instead of failing the whole chunk).
 
 Every row ends up counted exactly once: ``read == accepted + duplicates + skipped``. A bad row (a value that is
 not an integer, or an event that breaks a schema rule, see ``EventBatch.problems``) is reported with its place in
-the file - CSV: its line number (the header is line 1, data row i is line i + 2); Parquet: its 0-based row number
-- and the field, value and rule. By default ingestion stops at the first bad row, after storing every row before
-it (re-running is safe when rows carry event ids); with ``skip_invalid`` bad rows are counted and skipped.
+the file - CSV: its line number (the header is line 1, data row i is line i + 2; quoted values spanning lines
+would shift this); Parquet: its 0-based row number - and the field, value and rule. By default ingestion stops at
+the first bad row, after storing every row before it (re-running is safe when rows carry event ids); with
+``skip_invalid`` bad rows are counted and skipped.
 
 ``default_actions`` reads the allowed action values of a dataset from its ``meta.json`` (the directory's own, or
 the file's sibling), so ``longrank ingest DIR`` of MovieLens (ratings 1-5 as actions) needs no flag.
@@ -156,11 +157,11 @@ def ingest_file(
     with bar:
         for start, columns in chunks:
             n = len(columns["user_id"])
-            bad = _check_chunk(columns, n, actions)
+            bad, checked = _check_chunk(columns, n, actions)
             stored_upto = n if skip_invalid or not bad else min(bad)
             keep = np.setdiff1d(np.arange(stored_upto), np.fromiter(bad, np.int64, len(bad)), assume_unique=True)
             if len(keep):
-                batch = _batch(columns, keep)
+                batch = checked if checked is not None and not bad else _batch(columns, keep)
                 try:
                     accepted, duplicates = store.append(batch)
                 except InvalidEvent as exc:  # the store's own rules differ from ours: still name the row
@@ -258,8 +259,11 @@ def _csv_chunks(path: Path, cols: list[str], batch_size: int) -> Iterator[Chunk]
 _Problem = tuple[str, Any, str]  # field, value, rule
 
 
-def _check_chunk(columns: dict[str, npt.NDArray[Any]], n: int, actions: frozenset[int]) -> dict[int, _Problem]:
-    """Convert the integer columns in place and return {row: first problem} for every bad row of the chunk."""
+def _check_chunk(
+    columns: dict[str, npt.NDArray[Any]], n: int, actions: frozenset[int]
+) -> tuple[dict[int, _Problem], EventBatch | None]:
+    """Convert the integer columns in place; return {row: first problem} for every bad row of the chunk, and the
+    EventBatch built of its convertible rows (all rows when none is bad, so it can be stored as it is)."""
     bad: dict[int, _Problem] = {}
     for name in INT_COLUMNS:
         if name not in columns:
@@ -271,11 +275,13 @@ def _check_chunk(columns: dict[str, npt.NDArray[Any]], n: int, actions: frozense
     users = columns["user_id"]
     columns["user_id"] = np.array(["" if u is None else u if isinstance(u, str) else str(u) for u in users], object)
     ok = np.setdiff1d(np.arange(n), np.fromiter(bad, np.int64, len(bad)))
-    if len(ok):
-        for problem in _batch(columns, ok).problems(actions=actions):
-            assert problem.row is not None
-            bad.setdefault(int(ok[problem.row]), (problem.field, problem.value, problem.rule))
-    return bad
+    if not len(ok):
+        return bad, None
+    batch = _batch(columns, ok)
+    for problem in batch.problems(actions=actions):
+        assert problem.row is not None
+        bad.setdefault(int(ok[problem.row]), (problem.field, problem.value, problem.rule))
+    return bad, batch
 
 
 def _to_int64(values: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:

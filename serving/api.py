@@ -1,4 +1,4 @@
-"""HTTP routes: events, users, health (rank and admin come with the ranking service).
+"""HTTP routes: events, users, health and metrics (rank: api_rank.py; admin: api_admin.py).
 
 Routes are plain ``def``: the store calls block, so FastAPI runs them in its worker thread pool and the event loop
 stays free. Everything a route needs hangs off ``request.app.state`` (set once by the lifespan in app.py).
@@ -26,6 +26,7 @@ from serving.schemas import (
     ReadyOut,
 )
 from serving.settings import Settings
+from serving.state import ServiceState
 
 router = APIRouter()
 UserPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$", examples=["196"])]
@@ -37,8 +38,8 @@ ERRORS: dict[int | str, dict[str, object]] = {
 
 
 def _store(request: Request) -> BehaviorStore:
-    store: BehaviorStore = request.app.state.store
-    return store
+    state: ServiceState = request.app.state.service
+    return state.store
 
 
 def _settings(request: Request) -> Settings:
@@ -114,16 +115,18 @@ def healthz() -> HealthOut:
 
 @router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut}}, tags=["health"])
 def readyz(request: Request, response: Response) -> ReadyOut:
-    """Ready: the store answers (and, when an artifact is configured, the model is loaded)."""
+    """Ready: the store answers and, when an artifact is configured, the model is loaded."""
+    state: ServiceState = request.app.state.service
     try:
-        _store(request).ping()
+        state.store.ping()
         store_state = "ok"
     except StoreError as exc:
         store_state = f"unreachable: {exc}"
-    ready = store_state == "ok"
+    model = state.model.version if state.model is not None else None
+    ready = store_state == "ok" and (model is not None or state.settings.artifact is None)
     if not ready:
         response.status_code = 503
-    return ReadyOut(ready=ready, store=store_state)
+    return ReadyOut(ready=ready, store=store_state, model=model)
 
 
 @router.get("/metrics", tags=["health"], response_class=Response)

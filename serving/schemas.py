@@ -77,3 +77,57 @@ class ReadyOut(BaseModel):
     ready: bool
     store: str
     model: str | None = None
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: ItemId
+    category_id: CategoryId | None = Field(
+        None, description="the item's category; absent = unknown (no category features, hard search finds nothing)"
+    )
+
+
+class RankIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"user_id": "196", "candidates": [{"item_id": 242, "category_id": 3}, {"item_id": 302,
+                 "category_id": 7}, {"item_id": 377, "category_id": 4}], "top_n": 2}
+            ]
+        },
+    )
+
+    user_id: UserId
+    candidates: list[Candidate] = Field(min_length=1, description="at most LONGRANK_MAX_CANDIDATES, distinct item ids")
+    top_n: int | None = Field(None, ge=1, description="how many to return (default: all candidates)")
+    explore: bool | None = Field(None, description="rank with AGE exploration (default: the configured policy)")
+    request_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class RankedItem(BaseModel):
+    item_id: int
+    score: float = Field(description="the ranking score: pctr, or the explored score where explored")
+    pctr: float = Field(description="the model's click probability")
+    explored: bool
+    rank: int = Field(description="1-based position")
+
+
+class RankOut(BaseModel):
+    request_id: str
+    model_version: str
+    degraded: bool = Field(description="true when the user's history could not be read in time")
+    items: list[RankedItem]
+
+
+class ReloadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    artifact: str | None = Field(None, description="artifact directory; default: LONGRANK_ARTIFACT")
+
+
+class ReloadOut(BaseModel):
+    model_version: str
+    previous_version: str | None
+    artifact: str

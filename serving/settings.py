@@ -6,6 +6,7 @@ environment variable, the value and the rule, so a bad deployment fails at start
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,13 @@ class Settings(BaseSettings):
     actions: tuple[int, ...] = Field((0, 1, 2, 3), description="allowed action values, e.g. [0,1,2,3]")
     store_connect_timeout_s: float = Field(1.0, gt=0, le=60)
     store_timeout_s: float = Field(1.0, gt=0, le=60)
+    store_read_budget_s: float = Field(0.05, gt=0, le=10, description="rank reads history within this, else degrades")
+
+    torch_threads: int = Field(1, ge=1, le=256, description="torch/Faiss threads per inference call")
+    inference_workers: int | None = Field(
+        None, ge=1, le=256, description="concurrent inferences; default cores ÷ torch_threads"
+    )
+    max_queue: int = Field(32, ge=1, le=10_000, description="rank requests queued or running before 503 Retry-After")
 
     @field_validator("store_url")
     @classmethod
@@ -57,13 +65,17 @@ class Settings(BaseSettings):
             raise ValueError("must be a non-empty list of integers in [0, 255]")
         return value
 
-    def store_options(self) -> StoreOptions:
+    def workers(self) -> int:
+        """Concurrent inference calls: torch threads × workers ≤ cores unless set explicitly."""
+        return self.inference_workers or max(1, (os.cpu_count() or 1) // self.torch_threads)
+
+    def store_options(self, *, timeout_s: float | None = None) -> StoreOptions:
         return StoreOptions(
             max_behaviors=self.max_behaviors,
             per_category=self.per_category,
             dedupe_window_s=self.dedupe_window_s,
-            connect_timeout_s=self.store_connect_timeout_s,
-            command_timeout_s=self.store_timeout_s,
+            connect_timeout_s=timeout_s or self.store_connect_timeout_s,
+            command_timeout_s=timeout_s or self.store_timeout_s,
             actions=frozenset(self.actions),
         )
 

@@ -18,9 +18,10 @@ all of its keys::
                         by each append; the key expires dedupe_window_s after the last new id.
 
 Writes: ``append`` validates the whole batch (nothing is sent on InvalidEvent), drops ids repeated inside the
-batch (first arrival wins), sorts each user's records stably by ts and sends ONE Lua script call per user
-(``retrieval.store.redis_lua``: dedupe, merge, cap, category lists, atomically), all users of a batch pipelined in
-one round trip (EVALSHA; the script is loaded only on NOSCRIPT). A batch is atomic per user, not across users.
+batch (first arrival wins) and sorts each user's records stably by ts and by (category, ts), vectorised over the
+batch (``retrieval.store.redis_batch``); then ONE Lua script call per user (``retrieval.store.redis_lua``:
+dedupe, merge, cap, category lists, atomically), all users of a batch pipelined in one round trip (EVALSHA; the
+script is loaded only on NOSCRIPT). A batch is atomic per user, not across users.
 
 Reads: ONE round trip (MULTI/EXEC, a consistent snapshot): ``GET seq`` when the full sequence is asked for (recent
 and length are cut from it), otherwise ``STRLEN seq`` + ``GETRANGE seq -21*recent -1``; plus ``HMGET cat c1 c2 ...``.
@@ -43,7 +44,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
-import numpy.typing as npt
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
@@ -52,6 +52,7 @@ from redis.retry import Retry
 from retrieval.errors import InvalidStoreURL, StoreError, StoreTimeout, StoreUnavailable
 from retrieval.events import BEHAVIOR_DTYPE, RECORD_SIZE, USER_ID_PATTERN, Behaviors, EventBatch, empty_behaviors
 from retrieval.store.base import StoreOptions, UserHistory
+from retrieval.store.redis_batch import split_by_user
 from retrieval.store.redis_lua import APPEND_LUA, APPEND_SHA
 
 T = TypeVar("T")
@@ -141,27 +142,16 @@ class RedisStore:
 
     def append(self, events: EventBatch) -> tuple[int, int]:
         events.validate(actions=self.options.actions)
-        calls: list[list[Any]] = []
-        duplicates = 0
-        for user, rows in events.by_user():
-            keep = _first_arrivals(rows, events.event_id)
-            duplicates += len(rows) - len(keep)
-            records = events.records(keep)
-            order = np.argsort(records["ts"], kind="stable")
-            ids = [events.event_id[i] or "" for i in keep[order].tolist()]
-            args: list[Any] = [
-                *self.keys(user).all(),
-                records[order].tobytes(),
-                self.options.max_behaviors,
-                self.options.per_category,
-                self._margin,
-                self._window_ms,
-            ]
-            if any(ids):
-                args.extend(ids)
-            calls.append(args)
-        if not calls:
+        parts, duplicates = split_by_user(events)
+        if not parts:
             return 0, duplicates
+        fixed = (self.options.max_behaviors, self.options.per_category, self._margin, self._window_ms)
+        calls: list[list[Any]] = []
+        for part in parts:
+            args: list[Any] = [*self.keys(part.user_id).all(), part.by_time, *fixed, part.by_category, part.groups]
+            if part.event_ids is not None:
+                args.append(part.event_ids)
+            calls.append(args)
         with self._errors("append"):
             results = self._eval_all(calls)
         accepted = sum(int(r[0]) for r in results)
@@ -282,19 +272,3 @@ class RedisStore:
             raise StoreUnavailable(f"redis {op} at {self.safe_url} failed: {exc}") from exc
         except redis.RedisError as exc:
             raise StoreError(f"redis {op} at {self.safe_url} failed: {exc}") from exc
-
-
-def _first_arrivals(rows: npt.NDArray[np.intp], event_ids: Sequence[str | None]) -> npt.NDArray[np.intp]:
-    """The rows to send: every row without an event id and the first arrival of each id (later ones are duplicates)."""
-    seen: set[str] = set()
-    keep: list[int] = []
-    for row in rows.tolist():
-        eid = event_ids[row]
-        if eid is None:
-            keep.append(row)
-        elif eid not in seen:
-            seen.add(eid)
-            keep.append(row)
-    if len(keep) == len(rows):
-        return rows
-    return np.asarray(keep, dtype=np.intp)

@@ -1,26 +1,32 @@
 """The Lua script behind ``RedisStore.append``: dedupe, time-ordered merge, cap and per-category lists of ONE user,
 atomically (a script runs alone on the server). Kept as a Python string so it ships inside the package.
 
-Called as ``EVALSHA sha 4 seq cat cnt eid  records cap per_category margin window_ms [event_id ...]``:
+Called as ``EVALSHA sha 4 seq cat cnt eid  by_time cap per_category margin window_ms by_category groups [ids]``:
 
-- ``records``: the user's new packed 21-byte records, already sorted stably by ts in Python (arrival order on
-  ties), with batch-internal duplicates removed; ``event_id`` i belongs to record i ('' = none) and the ids are
-  omitted altogether when no record has one;
+- ``by_time``: the user's new packed 21-byte records sorted stably by ts (arrival order on ties), with
+  duplicates inside the batch already removed (first arrival wins);
+- ``by_category``: the same records sorted stably by (category, ts), and ``groups`` = ``"c1 n1 c2 n2 ..."``:
+  the runs of ``by_category`` (category, record count). Python groups with numpy so that the script does no
+  per-record work in the common case; the script falls back to grouping itself when some records are duplicates
+  or are evicted at birth;
 - ``cap`` = max_behaviors, ``per_category``, ``margin`` = how far past the cap the stored string may grow before
-  the dead prefix is cut off, ``window_ms`` = the dedupe window.
+  the dead prefix is cut off, ``window_ms`` = the dedupe window;
+- ``ids``: the event id of each ``by_time`` record joined by newlines ('' = none; ids never contain a newline),
+  omitted when no record has one.
 
-Returns ``{accepted, duplicates}``. Every key it touches carries the user's hash tag (one Cluster slot).
+Returns ``{accepted, duplicates}``. Every key it touches is one of KEYS (the user's hash tag: one Cluster slot).
 
-Steps: (1) ids: drop ids first seen more than the window ago (ZREMRANGEBYSCORE), count known ids as duplicates,
-remember the new ones (score = server time in ms), PEXPIRE the set by the window. (2) merge: APPEND when the
-oldest new record is not older than the last stored one; otherwise find the insertion point by binary search on ts
-(8-byte GETRANGE probes), read the tail from there, merge (a new record goes after stored ones with an equal ts)
-and SETRANGE it back. (3) eviction: the live sequence is the last ``cap`` records of the string; records pushed
-into the dead prefix by this append decrement their category's count (``cnt``), new records that land in it are
-never counted. (4) categories: each touched category's list gets its new live records merged in and is cut to its
-newest ``min(per_category, count)``, so an evicted event is never returned by a category read; a category whose
-count reaches 0 is removed from both hashes. (5) when the string holds more than ``cap + margin`` records the dead
-prefix is cut off with one rewrite (amortised: once per ``margin`` appended records at most).
+Steps: (1) ids: drop ids first seen more than the window ago (ZREMRANGEBYSCORE), count known ids as duplicates
+(one ZMSCORE), remember the new ones (one ZADD, score = server time in ms), PEXPIRE the set by the window.
+(2) merge: APPEND when the oldest new record is not older than the last stored one; otherwise find the insertion
+point by binary search on ts (8-byte GETRANGE probes), read the tail from there, merge (a new record goes after
+stored ones with an equal ts) and SETRANGE it back. (3) eviction: the live sequence is the last ``cap`` records of
+the string; stored records pushed into the dead prefix by this append decrement their category's count (``cnt``),
+new records that land in it are never counted nor listed. (4) categories: each touched category's list gets its
+new live records merged in and is cut to its newest ``min(per_category, count)``, so an evicted event is never
+returned by a category read; a category whose count reaches 0 leaves both hashes (one HMGET and one HSET per
+hash, however many categories). (5) when the string holds more than ``cap + margin`` records the dead prefix is
+cut off with one rewrite (amortised: at most once per ``margin`` appended records).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import hashlib
 
 APPEND_LUA = r"""
 local R = 21
+local CHUNK = 4000  -- arguments per redis.call when spreading a long list (Lua's unpack has a limit)
 local seq_key, cat_key, cnt_key, eid_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local batch = ARGV[1]
 local cap = tonumber(ARGV[2])
@@ -65,39 +72,72 @@ local function merge(old, new)
   return table.concat(parts), split
 end
 
+local function call_chunked(cmd, key, args)
+  for s = 1, #args, CHUNK do
+    redis.call(cmd, key, unpack(args, s, math.min(s + CHUNK - 1, #args)))
+  end
+end
+
+local function hmget_chunked(key, fields)
+  local out = {}
+  for s = 1, #fields, CHUNK do
+    local got = redis.call('HMGET', key, unpack(fields, s, math.min(s + CHUNK - 1, #fields)))
+    for q = 1, #got do out[s + q - 1] = got[q] end
+  end
+  return out
+end
+
 -- (1) idempotency
 local dups = 0
 local add = batch
-if #ARGV > 5 then
+if ARGV[8] then
+  local ids = {}
+  for id in string.gmatch(ARGV[8] .. '\n', '([^\n]*)\n') do ids[#ids + 1] = id end
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZREMRANGEBYSCORE', eid_key, '-inf', now - window_ms)
-  local kept, fresh, zargs = {}, {}, {}
+  local named, at = {}, {}
   for i = 1, n_in do
-    local id = ARGV[5 + i]
-    if id ~= '' and (fresh[id] or redis.call('ZSCORE', eid_key, id)) then
-      dups = dups + 1
-    else
-      if id ~= '' then
-        fresh[id] = true
-        zargs[#zargs + 1] = now
-        zargs[#zargs + 1] = id
-      end
-      kept[#kept + 1] = string.sub(batch, (i - 1) * R + 1, i * R)
+    if ids[i] ~= '' then
+      named[#named + 1] = ids[i]
+      at[#at + 1] = i
     end
   end
-  if dups > 0 then add = table.concat(kept) end
-  if #zargs > 0 then
-    for s = 1, #zargs, 1000 do
-      redis.call('ZADD', eid_key, unpack(zargs, s, math.min(s + 999, #zargs)))
+  local known = {}
+  for s = 1, #named, CHUNK do
+    local scores = redis.call('ZMSCORE', eid_key, unpack(named, s, math.min(s + CHUNK - 1, #named)))
+    for q = 1, #scores do
+      if scores[q] then known[at[s + q - 1]] = true end
     end
+  end
+  local fresh, zargs = {}, {}
+  for i = 1, n_in do
+    local id = ids[i]
+    if known[i] or (id ~= '' and fresh[id]) then
+      known[i] = true
+      dups = dups + 1
+    elseif id ~= '' then
+      fresh[id] = true
+      zargs[#zargs + 1] = now
+      zargs[#zargs + 1] = id
+    end
+  end
+  if dups > 0 then
+    local kept = {}
+    for i = 1, n_in do
+      if not known[i] then kept[#kept + 1] = string.sub(batch, (i - 1) * R + 1, i * R) end
+    end
+    add = table.concat(kept)
+  end
+  if #zargs > 0 then
+    call_chunked('ZADD', eid_key, zargs)
     redis.call('PEXPIRE', eid_key, window_ms)
   end
 end
 local a = #add / R
 if a == 0 then return {0, dups} end
 
--- (2) merge into the full sequence
+-- (2) merge into the full sequence: p = where the oldest new record goes
 local n_old = redis.call('STRLEN', seq_key) / R
 local x0 = ts_of(add, 0)
 local p = n_old
@@ -114,7 +154,7 @@ if n_old > 0 then
   end
 end
 
--- (3) eviction bookkeeping: live = the last `cap` records; dead prefix = the first d records
+-- (3) eviction bookkeeping: live = the last `cap` records; the first d records are dead
 local n_new = n_old + a
 local d_old = math.max(0, n_old - cap)
 local d_new = math.max(0, n_new - cap)
@@ -129,22 +169,21 @@ local e_hi = math.min(p, d_new)
 if e_hi > d_old then
   evict(redis.call('GETRANGE', seq_key, d_old * R, e_hi * R - 1), 0, e_hi - d_old)
 end
-local pos = {}
+local split = nil
 if p == n_old then
   redis.call('APPEND', seq_key, add)
-  for j = 1, a do pos[j] = n_old + j - 1 end
 else
   local tail = redis.call('GETRANGE', seq_key, p * R, -1)
-  local merged, split = merge(tail, add)
+  local merged
+  merged, split = merge(tail, add)
   redis.call('SETRANGE', seq_key, p * R, merged)
-  for j = 1, a do pos[j] = p + split[j] + j - 1 end
   if p < d_new then
     local n_tail = n_old - p
     local k0 = 0
     for j = 1, a + 1 do
       local k1 = n_tail
       if j <= a then k1 = split[j] end
-      local start = p + k0 + j - 1
+      local start = p + k0 + j - 1  -- final index of tail record k0
       local from = math.max(k0, d_old - p)
       local to = math.min(k1, k0 + d_new - start)
       if to > from then evict(tail, from, to) end
@@ -154,18 +193,30 @@ else
 end
 
 -- (4) per-category lists and counts
-local groups, order = {}, {}
-for j = 1, a do
-  if pos[j] >= d_new then
-    local c = cat_of(add, j - 1)
-    local g = groups[c]
-    if not g then
-      g = {}
-      groups[c] = g
-      order[#order + 1] = c
-    end
-    g[#g + 1] = string.sub(add, (j - 1) * R + 1, j * R)
+local groups, order = {}, {}  -- category -> its new live records (packed, time order); categories in order
+if dups == 0 and p >= d_new then  -- every record is new and live: take Python's grouping as is
+  local off = 0
+  for c, k in string.gmatch(ARGV[7], '(%d+) (%d+)') do
+    c, k = tonumber(c), tonumber(k)
+    groups[c] = string.sub(ARGV[6], off * R + 1, (off + k) * R)
+    order[#order + 1] = c
+    off = off + k
   end
+else
+  local parts = {}
+  for j = 1, a do
+    local pos = n_old + j - 1
+    if split then pos = p + split[j] + j - 1 end
+    if pos >= d_new then
+      local c = cat_of(add, j - 1)
+      if not parts[c] then
+        parts[c] = {}
+        order[#order + 1] = c
+      end
+      parts[c][#parts[c] + 1] = string.sub(add, (j - 1) * R + 1, j * R)
+    end
+  end
+  for _, c in ipairs(order) do groups[c] = table.concat(parts[c]) end
 end
 for c, _ in pairs(dec) do
   if groups[c] == nil then
@@ -173,34 +224,47 @@ for c, _ in pairs(dec) do
     order[#order + 1] = c
   end
 end
-for _, c in ipairs(order) do
-  local f = tostring(c)
-  local g = groups[c]
-  local plus = 0
-  if g then plus = #g end
-  local delta = plus - (dec[c] or 0)
-  local count
-  if delta ~= 0 then
-    count = redis.call('HINCRBY', cnt_key, f, delta)
-  else
-    count = tonumber(redis.call('HGET', cnt_key, f) or '0')
-  end
-  if count <= 0 then
-    redis.call('HDEL', cnt_key, f)
-    redis.call('HDEL', cat_key, f)
-  else
-    local list = redis.call('HGET', cat_key, f) or ''
-    if g then
-      local fresh = table.concat(g)
-      if #list == 0 or ts_of(fresh, 0) >= ts_of(list, #list / R - 1) then
-        list = list .. fresh
-      else
-        list = (merge(list, fresh))
+if #order > 0 then
+  local fields = {}
+  for q, c in ipairs(order) do fields[q] = tostring(c) end
+  local counts = hmget_chunked(cnt_key, fields)
+  local lists = hmget_chunked(cat_key, fields)
+  local cnt_set, cat_set, gone = {}, {}, {}
+  for q, c in ipairs(order) do
+    local f = fields[q]
+    local new = groups[c]
+    local count = tonumber(counts[q] or '0') - (dec[c] or 0)
+    if new then count = count + #new / R end
+    if count <= 0 then
+      gone[#gone + 1] = f
+    else
+      local keep = math.min(per_cat, count) * R
+      local list = lists[q] or ''
+      if new and #list > 0 and ts_of(new, 0) < ts_of(list, #list / R - 1) then
+        list = (merge(list, new))
+      elseif new then  -- plain append: copy only what is kept
+        if #new >= keep then
+          list = string.sub(new, -keep)
+        elseif #list + #new > keep then
+          list = string.sub(list, #list + #new - keep + 1) .. new
+        else
+          list = list .. new
+        end
       end
+      if #list > keep then list = string.sub(list, -keep) end
+      cnt_set[#cnt_set + 1] = f
+      cnt_set[#cnt_set + 1] = count
+      cat_set[#cat_set + 1] = f
+      cat_set[#cat_set + 1] = list
     end
-    local keep = math.min(per_cat, count)
-    if #list > keep * R then list = string.sub(list, -keep * R) end
-    redis.call('HSET', cat_key, f, list)
+  end
+  if #cnt_set > 0 then
+    call_chunked('HSET', cnt_key, cnt_set)
+    call_chunked('HSET', cat_key, cat_set)
+  end
+  if #gone > 0 then
+    call_chunked('HDEL', cnt_key, gone)
+    call_chunked('HDEL', cat_key, gone)
   end
 end
 

@@ -21,8 +21,8 @@ import numpy.typing as npt
 
 from retrieval.events import BEHAVIOR_DTYPE, MIN_TS, Behaviors
 from retrieval.gsu import DEFAULT_NPROBE, ExactSearch, HardSearch, Retrieved, SoftSearch, recall_at_k
-from retrieval.item_index import DEFAULT_N_CLUSTERS, ItemIndex
 from retrieval.hashing import bucket
+from retrieval.item_index import DEFAULT_N_CLUSTERS, ItemIndex
 
 FAISS_THREADS = 2
 
@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nprobe", type=int, default=DEFAULT_NPROBE, help="clusters probed per candidate")
     parser.add_argument("--items", type=int, default=200_000, help="catalogue size")
     parser.add_argument("--categories", type=int, default=2_000, help="number of categories")
-    parser.add_argument("--buckets", type=int, default=2**19, help="item hash buckets (embedding rows)")
+    parser.add_argument("--buckets", type=int, default=2**18, help="item hash buckets (embedding rows)")
+    parser.add_argument("--spread", type=float, default=0.5, help="item noise around its category centroid (norm)")
     parser.add_argument("--kmeans", choices=("spherical", "plain"), default="spherical", help="k-means variant")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs of each search")
     parser.add_argument("--seed", type=int, default=0)
@@ -86,7 +87,7 @@ def make_workload(args: argparse.Namespace) -> Workload:
     cat_of_item = rng.integers(0, n_cats, size=n_items)
     centroids = rng.standard_normal((n_cats, d)).astype(np.float32)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    item_vec = centroids[cat_of_item] + rng.standard_normal((n_items, d)).astype(np.float32) * (0.5 / np.sqrt(d))
+    item_vec = centroids[cat_of_item] + rng.standard_normal((n_items, d)).astype(np.float32) * (args.spread / np.sqrt(d))
     keys = rng.standard_normal((args.buckets, d)).astype(np.float32) * (1.0 / np.sqrt(d))  # unseen buckets
     keys[bucket(np.arange(n_items), args.buckets)] = item_vec
     keys[0] = 0.0

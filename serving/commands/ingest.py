@@ -14,7 +14,7 @@ import os
 import sys
 from dataclasses import replace
 
-from retrieval.errors import StoreError
+from retrieval.errors import InvalidStoreURL, StoreError
 from retrieval.ingest import DEFAULT_BATCH_SIZE, IngestAborted, IngestError, default_actions, ingest_file
 from retrieval.store.base import StoreOptions, open_store
 
@@ -58,9 +58,12 @@ def run(args: argparse.Namespace) -> int:
             path = url.split("://", 1)[1].split("?", 1)[0][1:]
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         store = open_store(url, options)
-    except (IngestError, StoreError) as exc:
+    except (IngestError, InvalidStoreURL) as exc:
         print(f"longrank ingest: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:
+        print(f"longrank ingest: store {url}: {exc}", file=sys.stderr)
+        return 1
     try:
         stats = ingest_file(
             args.events,

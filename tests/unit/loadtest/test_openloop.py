@@ -94,10 +94,10 @@ def expected_statuses(bodies: list[bytes], indices: range) -> Counter[str]:
 
 @pytest.fixture(scope="module")
 def warm_run(server: str) -> tuple[RunOutcome, list[bytes], int]:
-    """50 rps: 1 s warm-up + 2 s measured, timeout 0.5 s; returns the outcome, the bodies, requests received."""
-    bodies = make_bodies(SPEC, 150)  # one body per request: the statuses of warm-up and measured parts differ
+    """50 rps: 0.5 s warm-up + 2 s measured, timeout 0.5 s; returns the outcome, the bodies, requests received."""
+    bodies = make_bodies(SPEC, 125)  # one body per request: the statuses of warm-up and measured parts differ
     before = received(server)
-    config = LoadConfig(url=server, rate=50, duration=2, warmup=1, timeout=0.5, connections=16, payload=SPEC)
+    config = LoadConfig(url=server, rate=50, duration=2, warmup=0.5, timeout=0.5, connections=16, payload=SPEC)
     outcome = run_load(config, bodies, progress=False)
     return outcome, bodies, received(server) - before
 
@@ -106,7 +106,7 @@ def test_open_loop_sends_rate_times_duration_and_counts_each_status(warm_run: tu
                                                                      ) -> None:
     outcome, bodies, _ = warm_run
     s = outcome.summary
-    expected = expected_statuses(bodies, range(50, 150))
+    expected = expected_statuses(bodies, range(25, 125))
     assert {"200", "503", "timeout"} <= set(expected)  # the payloads exercise every branch of the stand-in
     assert s["requests"] == 100
     assert s["status_counts"] == dict(expected)
@@ -119,11 +119,11 @@ def test_open_loop_sends_rate_times_duration_and_counts_each_status(warm_run: tu
 
 def test_warmup_requests_are_sent_but_not_counted(warm_run: tuple[RunOutcome, list[bytes], int]) -> None:
     outcome, bodies, server_saw = warm_run
-    assert server_saw == 150
-    assert outcome.summary["warmup_requests"] == 50
-    # the measured statuses are those of requests 50..149, not of the first 100 sent
-    assert expected_statuses(bodies, range(0, 100)) != expected_statuses(bodies, range(50, 150))
-    assert outcome.summary["status_counts"] == dict(expected_statuses(bodies, range(50, 150)))
+    assert server_saw == 125
+    assert outcome.summary["warmup_requests"] == 25
+    # the measured statuses are those of requests 25..124, not of the first 100 sent
+    assert expected_statuses(bodies, range(0, 100)) != expected_statuses(bodies, range(25, 125))
+    assert outcome.summary["status_counts"] == dict(expected_statuses(bodies, range(25, 125)))
 
 
 def test_latency_percentiles_cover_only_2xx_and_stay_under_the_timeout(
@@ -145,6 +145,16 @@ def test_connection_errors_are_counted_as_error() -> None:
     assert s["errors"] == 5
     assert s["achieved_rps"] == 0
     assert s["p50_ms"] is None
+
+
+def test_a_timed_out_request_gives_its_connection_back(server: str) -> None:
+    """One connection; request 0 hangs past its deadline, the next three must still get the connection."""
+    slow, fast = (json.dumps({"user_id": u, "candidates": [{"item_id": 1}]}).encode() for u in ("u1", "u2"))
+    assert (standin.kind("u1"), standin.kind("u2")) == ("slow", "200")
+    config = LoadConfig(url=server, rate=4, duration=1, warmup=0, timeout=0.5, connections=1, payload=SPEC)
+    outcome = run_load(config, [slow, fast, fast, fast], progress=False)
+    assert outcome.summary["status_counts"] == {"200": 3, "timeout": 1}
+    assert outcome.status[0] == -1
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -181,7 +191,7 @@ def test_cli_prints_one_json_object_and_writes_the_plot(server: str, tmp_path: P
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     png = tmp_path / "cdf.png"
     code = main(["loadtest", "--url", server, "--rate", "40", "--duration", "0.5", "--warmup", "0.25", "--json",
-                 "--plot", str(png), "--candidates", "12", "--users", "30", "--timeout", "0.3", "--no-progress"])
+                 "--plot", str(png), "--candidates", "12", "--users", "30", "--timeout", "0.15", "--no-progress"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result) >= JSON_FIELDS
@@ -196,7 +206,7 @@ def test_plot_cdf_writes_a_png(warm_run: tuple[RunOutcome, list[bytes], int], tm
 
 
 def test_sweep_runs_each_rate_in_order_and_plots(server: str, tmp_path: Path) -> None:
-    config = LoadConfig(url=server, rate=10, duration=0.5, warmup=0, timeout=0.3, payload=SPEC)
+    config = LoadConfig(url=server, rate=10, duration=0.5, warmup=0, timeout=0.15, payload=SPEC)
     outcomes = sweep(config, [40, 20], progress=False)
     assert [o.summary["offered_rps"] for o in outcomes] == [20.0, 40.0]
     assert [o.summary["requests"] for o in outcomes] == [10, 20]

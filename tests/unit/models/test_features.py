@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import torch
-from model_testkit import NOW, VARIANTS, history, tiny
 
 from models.features import Searcher, build_batch, score
 from models.layers import TimeBuckets
 from models.ranker import RankerModel
+from models.testing import NOW, VARIANTS, history, tiny
 from retrieval.events import Behaviors
 from retrieval.gsu import HardSearch, SoftSearch
 from retrieval.hashing import bucket
@@ -52,6 +53,7 @@ def test_long_sequence_is_the_gsu_result_with_time_buckets() -> None:
     now = np.array([NOW, NOW + 500])
     batch = build_batch(hs, user_of, items, cats, now, cfg, gsu)
     assert batch.long_item is not None and batch.long_mask is not None and batch.long_dt is not None
+    assert batch.long_cat is not None
     ref = gsu.search(hs[0], items[1:], cats[1:])
     assert batch.long_mask[1:].numpy().tolist() == ref.mask.tolist()
     want_items = np.where(ref.mask, bucket(ref.item_id, cfg.item_buckets), 0)
@@ -67,7 +69,10 @@ def test_long_sequence_is_the_gsu_result_with_time_buckets() -> None:
     assert batch.long_dt[0].numpy().tolist() == want_dt1[0].tolist()
 
 
-def samples(rng: np.random.Generator, users: int = 3, per_user: int = 4) -> list[tuple[Behaviors, int, np.ndarray, np.ndarray]]:
+Sample = tuple[Behaviors, int, npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def samples(rng: np.random.Generator, users: int = 3, per_user: int = 4) -> list[Sample]:
     out = []
     for u in range(users):
         h = history(rng, [30, 0, 9][u % 3])
@@ -132,4 +137,3 @@ def test_bad_inputs_are_named() -> None:
         build_batch(h, [0, 0], [1], [1, 2], NOW, cfg, HardSearch(cfg.long_k))
     with pytest.raises(ValueError, match="long_k"):
         build_batch(h, [0], [1], [1], NOW, cfg, HardSearch(cfg.long_k + 3))
-

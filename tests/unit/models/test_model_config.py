@@ -26,7 +26,7 @@ def test_variant_defaults() -> None:
 
 
 def test_unknown_variant_lists_the_variants() -> None:
-    with pytest.raises(ConfigError, match="variant='sim' is unknown.*dnn, din, din_long, sim_hard, sim_soft"):
+    with pytest.raises(ConfigError, match=r"variant='sim' is unknown.*dnn, din, din_long, sim_hard, sim_soft"):
         ModelConfig.for_variant("sim")
 
 

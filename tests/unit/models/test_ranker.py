@@ -7,15 +7,15 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from model_testkit import VARIANTS, random_batch, tiny
 
 from models.features import Batch
 from models.ranker import RankerModel
+from models.testing import VARIANTS, random_batch, tiny
 
 
 def model_and_batch(variant: str, seed: int = 0, **overrides: object) -> tuple[RankerModel, Batch]:
     torch.manual_seed(seed)
-    cfg = tiny(variant, **overrides)  # type: ignore[arg-type]
+    cfg = tiny(variant, **overrides)
     return RankerModel(cfg).eval(), random_batch(cfg, np.random.default_rng(seed))
 
 
@@ -118,7 +118,7 @@ def test_gsu_embeddings_learn_from_the_aux_loss_only() -> None:
     assert batch.long_mask is not None and batch.long_item is not None
     rows_with_long = batch.long_mask.any(1)
     assert set(batch.cand_item[rows_with_long].tolist()) <= grad_rows(model.gsu.embedding)
-    assert model.gsu.w_a.weight.grad is not None and model.gsu.w_b.weight.grad.abs().sum() > 0  # type: ignore[union-attr]
+    assert model.gsu.w_a.weight.grad is not None and model.gsu.w_b.weight.grad.abs().sum() > 0
     assert model.embedding.item.weight.grad is None
 
 
@@ -133,7 +133,7 @@ def test_gsu_tables_export() -> None:
 
 def test_missing_branch_inputs_are_reported() -> None:
     model, batch = model_and_batch("sim_hard")
-    with pytest.raises(ValueError, match="batch.long_item is missing"):
+    with pytest.raises(ValueError, match=r"batch\.long_item is missing"):
         model(dataclasses.replace(batch, long_item=None))
 
 

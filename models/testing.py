@@ -1,4 +1,6 @@
-"""Helpers for the model tests: tiny configs, random histories and random Batches (real tensors, small sizes)."""
+"""Helpers for tests (here and in training/serving tests): tiny configs, random histories, random Batches.
+
+Real tensors at small sizes, so a test of a whole RankerModel runs in milliseconds. Not used by the service."""
 
 from __future__ import annotations
 
@@ -10,8 +12,6 @@ import torch
 from models.config import ModelConfig
 from models.features import Batch
 from retrieval.events import BEHAVIOR_DTYPE, Behaviors
-
-torch.set_num_threads(1)
 
 VARIANTS = ("dnn", "din", "din_long", "sim_hard", "sim_soft", "can", "sim_can")
 NOW = 1_700_000_000
