@@ -67,9 +67,9 @@ class ModelConfig:
 
     # short-term branch (DIN)
     short_len: int = 50  # S: the last S behaviours
-    attention_hidden: tuple[int, ...] = (64, 16)  # DIN attention MLP over [q, k, q-k, q*k] (sigmoid, as DIN)
+    attention_hidden: tuple[int, ...] = (32, 16)  # DIN attention MLP over [q, k, q-k, q*k] (sigmoid, as DIN)
     attention_norm: str = "softmax"  # "softmax" (masked) or "sum" (DIN's raw weights); see layers.TargetAttention
-    full_chunk_elements: int = 2**22  # din_long: candidates are processed in chunks of ~this many (C·L) pairs
+    full_chunk_elements: int = 2**20  # din_long: candidates are processed in chunks of ~this many (C·L) pairs
 
     # long-term branch (SIM ESU)
     long_k: int = 64  # K: behaviours the GSU retrieves per candidate

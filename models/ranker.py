@@ -138,10 +138,20 @@ class CoActionArch(nn.Module):
 
     def forward(self, cand_item: Tensor, cand_cat: Tensor, feed: Tensor, mask: Tensor, user_of: Tensor) -> Tensor:
         """cand_item [C], cand_cat [C], feed [U,S,item_dim], mask [U,S], user_of [C] -> [C, out_dim]."""
-        parts = [self.unit(self.induce_item(cand_item), feed, mask, user_of)]  # [C, orders·Σdims]
+        parts = [self._induce(self.induce_item, cand_item, feed, mask, user_of)]  # [C, orders·Σdims]
         if self.induce_cat is not None:
-            parts.append(self.unit(self.induce_cat(cand_cat), feed, mask, user_of))
+            parts.append(self._induce(self.induce_cat, cand_cat, feed, mask, user_of))
         return torch.cat(parts, dim=-1)
+
+    def _induce(self, table: nn.Embedding, ids: Tensor, feed: Tensor, mask: Tensor, user_of: Tensor) -> Tensor:
+        """One user (serving): run the unit once per distinct id (a request's 500 candidates span few categories)
+        and gather; several users: once per row."""
+        if feed.shape[0] != 1:
+            out: Tensor = self.unit(table(ids), feed, mask, user_of)
+            return out
+        distinct, inverse = torch.unique(ids, return_inverse=True)
+        pooled: Tensor = self.unit(table(distinct), feed, mask, user_of.new_zeros(distinct.shape[0]))  # [n, out]
+        return pooled.index_select(0, inverse)
 
 
 class GSUArch(nn.Module):

@@ -6,15 +6,20 @@ Three searches, one result type (``Retrieved``: [C, K] arrays, most relevant fir
   ``search`` groups the full history by category once per request; ``search_lists`` reads the store's per-category
   lists (``UserHistory.by_category``, SIM's User Behavior Tree) instead.
 - ``SoftSearch``: relevance ``r = key(behaviour item) · query(candidate item)``. The user's distinct item buckets go
-  into a per-request Faiss ``IndexIVFFlat`` whose coarse quantizer is the ItemIndex's centroid index (lists given by
-  the ItemIndex's bucket -> cluster map, no re-assignment). One batched Faiss search over all C candidates scores
-  only the distinct items of each candidate's ``nprobe`` nearest clusters and keeps the top K items; those expand
-  into behaviours (an item seen n times is n behaviours, most recent first) until K slots are filled.
+  into a per-request Faiss ``IndexIVFFlat`` whose lists are the ItemIndex's clusters (bucket -> cluster map, no
+  re-assignment; its quantizer is the ItemIndex's ``IndexFlatIP`` over the centroids). Each candidate probes the
+  ``nprobe`` clusters of largest query · centroid (``ItemIndex.probe``), and batched Faiss searches over all C
+  candidates score only the distinct items of those clusters and keep the best items; those expand into behaviours
+  (an item seen n times is n behaviours, most recent first) until K slots are filled. Work is per distinct item:
+  a 54k history of a few favourite categories holds ~6k distinct items.
 - ``ExactSearch``: brute force over every behaviour's key vector (Faiss ``knn``, inner product): the recall
   reference and the cost the soft search avoids.
 
-Order inside a result: score descending, ties broken by the more recent behaviour (larger history position).
-Faiss uses its SIMD loop below 20 queries and BLAS from 20; every search here issues one call for all candidates.
+Order inside a result: score descending, ties broken by the more recent behaviour (larger history position). Ties
+between repeats of one item are always resolved so; ties between different items with exactly equal scores are too,
+except when the tie sits just past the last item Faiss returned for the candidate (equal vectors in different buckets
+only; then Faiss picks which item comes back).
+Faiss uses its SIMD loop below 20 queries and BLAS from 20; every search here batches all candidates per call.
 Thread counts are the caller's business (``faiss.omp_set_num_threads`` at start-up).
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import faiss
 import numpy as np
@@ -66,7 +72,8 @@ def gather(history: Behaviors, index: I64) -> Retrieved:
     safe = np.where(mask, index, 0)
 
     def field(name: str) -> I64:
-        out = history[name][safe].astype(np.int64)  # per column: gathering whole 21-byte records is slower
+        # Copy the strided column to a contiguous array first: measured 4x faster than fancy-indexing the view.
+        out = np.take(np.ascontiguousarray(history[name]), safe).astype(np.int64)
         out[~mask] = 0
         return out
 
@@ -189,7 +196,8 @@ class HardSearch:
         distinct, inverse = np.unique(cats, return_inverse=True)
         k = self.k
         rows = np.full((len(distinct), k), -1, dtype=np.int64)
-        fields = {name: np.zeros((len(distinct), k), dtype=np.int64) for name in ("item_id", "category_id", "ts", "action")}
+        names = ("item_id", "category_id", "ts", "action")
+        fields = {name: np.zeros((len(distinct), k), dtype=np.int64) for name in names}
         for g, cat in enumerate(distinct.tolist()):
             records = by_category.get(cat)
             if records is None or len(records) == 0:
@@ -238,7 +246,8 @@ class ExactSearch:
         groups = _group(buckets, self.index.n_buckets)
         distinct_scores = queries @ self.index.keys[groups.keys].T  # [C, U]
         kth = scores[:, kk - 1]
-        floor = kth - 1e-5 * np.maximum(1.0, np.abs(kth))  # BLAS in numpy and Faiss may round apart by an ulp
+        # numpy's and Faiss's BLAS may round the same product an ulp apart: include the K-th score's neighbours
+        floor = (kth - 1e-5 * np.maximum(1.0, np.abs(kth))).astype(np.float32)
         top, top_scores = _rows_at_least(distinct_scores, floor)
         return gather(history, _expand(groups, top_scores, top, k))
 
@@ -308,16 +317,24 @@ class SoftSearch:
         # only for the candidates whose first items do not fill K behaviours.
         kk = min(k, n_distinct)
         first = min(self.first_k, kk)
-        scores, top = ivf.search_preassigned(queries, first, probes, None)
+        scores, top = _search_preassigned(ivf, queries, first, probes)
         if first < kk:
             filled = np.where(top >= 0, groups.counts[np.maximum(top, 0)], 0).sum(axis=1) >= k
             again = np.flatnonzero(~filled & (top[:, -1] >= 0))
-            scores = np.pad(scores, ((0, 0), (0, kk - first)), constant_values=-np.inf)
-            top = np.pad(top, ((0, 0), (0, kk - first)), constant_values=-1)
             if len(again):
-                scores[again], top[again] = ivf.search_preassigned(queries[again], kk, probes[again], None)
+                wide_scores = np.full((n_cand, kk), -np.inf, dtype=np.float32)
+                wide_top = np.full((n_cand, kk), -1, dtype=np.int64)
+                wide_scores[:, :first], wide_top[:, :first] = scores, top
+                wide_scores[again], wide_top[again] = _search_preassigned(ivf, queries[again], kk, probes[again])
+                scores, top = wide_scores, wide_top
         # 5. Items -> behaviours, most recent first, until K slots are filled.
         return gather(history, _expand(groups, scores, top, k))
+
+
+def _search_preassigned(ivf: Any, queries: F32, k: int, probes: I64) -> tuple[F32, I64]:
+    """Faiss's numpy wrapper of IndexIVF.search_preassigned (its type stubs describe the raw SWIG signature)."""
+    scores, ids = ivf.search_preassigned(queries, k, probes, None)
+    return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)
 
 
 def _expand(groups: _Groups, scores: F32, top: I64, k: int) -> I64:

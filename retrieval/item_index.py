@@ -33,7 +33,7 @@ CENTROIDS_FILE = "gsu_centroids.npy"
 CLUSTER_OF_FILE = "gsu_cluster_of.npy"
 FILES = (KEYS_FILE, QUERIES_FILE, CENTROIDS_FILE, CLUSTER_OF_FILE)
 
-DEFAULT_N_CLUSTERS = 1024
+DEFAULT_N_CLUSTERS = 256
 
 
 class ItemIndexError(ValueError):
@@ -120,17 +120,19 @@ class ItemIndex:
         return self.cluster_of_bucket[self.buckets(item_ids)]
 
     def probe(self, queries: npt.NDArray[np.float32], nprobe: int) -> npt.NDArray[np.int64]:
-        """[n, nprobe] the clusters of largest query · centroid for each query, in no particular order.
+        """[n, nprobe] the clusters of largest query · centroid for each query, best first.
 
         Same answer as ``self.quantizer.search(queries, nprobe)`` (up to ties), but a BLAS product plus
         ``argpartition`` measured 0.65 ms against Faiss's 2.4 ms for 500 queries x 256 centroids (Faiss keeps a
-        heap per query). The order of the probed clusters does not change an IVF search's result."""
+        heap per query). Best first matters: an IVF scan that meets the best items early rejects the rest cheaply."""
         if not 1 <= nprobe <= self.n_clusters:
             raise ValueError(f"nprobe={nprobe} must be in [1, n_clusters = {self.n_clusters}]")
         scores = np.asarray(queries, dtype=np.float32) @ self.centroids.T
-        if nprobe == self.n_clusters:
-            return np.broadcast_to(np.arange(nprobe, dtype=np.int64), scores.shape).copy()
-        return np.argpartition(scores, -nprobe, axis=1)[:, -nprobe:].astype(np.int64)
+        top = np.argpartition(scores, -nprobe, axis=1)[:, -nprobe:] if nprobe < self.n_clusters else None
+        if top is not None:
+            scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-scores, axis=1)
+        return (order if top is None else np.take_along_axis(top, order, axis=1)).astype(np.int64)
 
     def save(self, directory: str | Path) -> list[Path]:
         """Write the four .npy files into ``directory`` (created if needed); return their paths."""
@@ -183,6 +185,8 @@ def _check_arrays(
     if centroids.shape[0] < 1:
         raise ItemIndexError(f"{where('centroids')}: no centroids; must hold at least one")
     if cluster_of.dtype != np.int32 or cluster_of.shape != (keys.shape[0],):
-        raise ItemIndexError(f"{where('cluster_of')}: {cluster_of.dtype} {cluster_of.shape}; must be int32 [{keys.shape[0]}]")
+        raise ItemIndexError(
+            f"{where('cluster_of')}: {cluster_of.dtype} {cluster_of.shape}; must be int32 [{keys.shape[0]}]"
+        )
     if cluster_of.size and (int(cluster_of.min()) < 0 or int(cluster_of.max()) >= centroids.shape[0]):
         raise ItemIndexError(f"{where('cluster_of')}: values must be cluster numbers in [0, {centroids.shape[0]})")

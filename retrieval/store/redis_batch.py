@@ -80,6 +80,9 @@ def split_by_user(events: EventBatch) -> tuple[list[UserPart], int]:
 
 def first_arrivals(codes: npt.NDArray[np.int64], event_ids: Sequence[str | None]) -> npt.NDArray[np.intp]:
     """Rows to keep: every row without an event id and the first arrival of each (user, id)."""
+    present = [e for e in event_ids if e is not None]
+    if len(set(present)) == len(present):  # the common case: no id repeats anywhere in the batch
+        return np.arange(len(event_ids))
     seen: set[tuple[int, str]] = set()
     keep: list[int] = []
     for row, (code, eid) in enumerate(zip(codes.tolist(), event_ids, strict=True)):

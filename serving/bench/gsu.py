@@ -24,8 +24,6 @@ from retrieval.gsu import DEFAULT_NPROBE, ExactSearch, HardSearch, Retrieved, So
 from retrieval.hashing import bucket
 from retrieval.item_index import DEFAULT_N_CLUSTERS, ItemIndex
 
-FAISS_THREADS = 2
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length", type=int, default=54_000, help="behaviours in the user's history (L)")
@@ -40,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spread", type=float, default=0.5, help="item noise around its category centroid (norm)")
     parser.add_argument("--kmeans", choices=("spherical", "plain"), default="spherical", help="k-means variant")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs of each search")
+    parser.add_argument("--threads", type=int, default=2, help="Faiss (OpenMP) threads")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -65,6 +64,7 @@ def _check(args: argparse.Namespace) -> None:
         ("categories", args.categories, 1),
         ("buckets", args.buckets, 2),
         ("repeat", args.repeat, 1),
+        ("threads", args.threads, 1),
     ]
     for name, value, low in rules:
         if value < low:
@@ -87,12 +87,14 @@ def make_workload(args: argparse.Namespace) -> Workload:
     cat_of_item = rng.integers(0, n_cats, size=n_items)
     centroids = rng.standard_normal((n_cats, d)).astype(np.float32)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    item_vec = centroids[cat_of_item] + rng.standard_normal((n_items, d)).astype(np.float32) * (args.spread / np.sqrt(d))
+    noise = rng.standard_normal((n_items, d)).astype(np.float32) * (args.spread / np.sqrt(d))
+    item_vec = centroids[cat_of_item] + noise
     keys = rng.standard_normal((args.buckets, d)).astype(np.float32) * (1.0 / np.sqrt(d))  # unseen buckets
     keys[bucket(np.arange(n_items), args.buckets)] = item_vec
     keys[0] = 0.0
     queries = keys + rng.standard_normal(keys.shape).astype(np.float32) * (0.2 / np.sqrt(d))
-    index = ItemIndex.build(keys, queries, n_clusters=args.clusters, seed=args.seed, spherical=args.kmeans == "spherical")
+    spherical = args.kmeans == "spherical"
+    index = ItemIndex.build(keys, queries, n_clusters=args.clusters, seed=args.seed, spherical=spherical)
 
     order = np.argsort(cat_of_item, kind="stable")
     starts = np.searchsorted(cat_of_item[order], np.arange(n_cats + 1))
@@ -109,7 +111,8 @@ def make_workload(args: argparse.Namespace) -> Workload:
 
     interests = rng.choice(n_cats, size=min(8, n_cats), replace=False)
     tail = rng.random(args.length) < 0.1
-    hist_cats = np.where(tail, rng.integers(0, n_cats, size=args.length), interests[_zipf(rng, len(interests), args.length)])
+    favourite = interests[_zipf(rng, len(interests), args.length)]
+    hist_cats = np.where(tail, rng.integers(0, n_cats, size=args.length), favourite)
     hist_items = items_of(hist_cats)
     history = np.empty(args.length, dtype=BEHAVIOR_DTYPE)
     history["ts"] = MIN_TS + np.cumsum(rng.integers(1, 3_600, size=args.length))
@@ -135,7 +138,7 @@ def _p50_ms(fn: Callable[[], Retrieved], repeat: int) -> tuple[float, Retrieved]
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     _check(args)
-    faiss.omp_set_num_threads(FAISS_THREADS)
+    faiss.omp_set_num_threads(args.threads)
     work = make_workload(args)
     exact = ExactSearch(work.index, k=args.k)
     soft = SoftSearch(work.index, k=args.k, nprobe=args.nprobe)

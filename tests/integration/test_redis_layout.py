@@ -16,6 +16,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from retrieval.errors import StoreError
 from retrieval.events import RECORD_SIZE, EventBatch
 from retrieval.store.base import StoreOptions
 from retrieval.store.memory import MemoryStore
@@ -32,7 +33,7 @@ def prefix(redis_url: str) -> Iterator[str]:
     name = f"test-layout-{uuid.uuid4().hex[:8]}"
     yield name
     client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{name}:*", count=1000))
+    keys = list(client.scan_iter(match=f"{name}*", count=1000))
     if keys:
         client.delete(*keys)
     client.close()
@@ -188,4 +189,15 @@ def test_random_workload_matches_the_reference_store(
             counts = {int(k): int(v) for k, v in raw.hgetall(f"{prefix}-{seed}:{{{user}}}:cnt").items()}
             cats, n = np.unique(want.full["category_id"], return_counts=True)
             assert counts == dict(zip(cats.tolist(), n.tolist(), strict=True))
+    store.close()
+
+
+def test_a_server_side_error_is_wrapped_and_names_the_url(redis_url: str, prefix: str, raw: redis.Redis) -> None:
+    store = make(redis_url, prefix)
+    raw.set(f"{prefix}:{{eve}}:cat", b"not a hash")  # a foreign value where the category hash belongs
+    with pytest.raises(StoreError) as info:
+        store.append(batch("eve", [1], [1], [1]))
+    assert not isinstance(info.value, redis.RedisError)
+    assert redis_url.split("@")[-1].split("/")[0] in str(info.value)
+    assert store.append(batch("frank", [1], [1], [1])) == (1, 0)  # other users are unaffected
     store.close()

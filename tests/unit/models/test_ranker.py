@@ -59,6 +59,7 @@ def test_padded_positions_change_nothing(variant: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_one_user_broadcast_equals_repeated_user_rows(variant: str) -> None:
     model, batch = model_and_batch(variant, seed=2)
+    batch.cand_cat[1], batch.cand_item[3] = batch.cand_cat[0], batch.cand_item[2]  # shared ids (CAN dedupes them)
     one = dataclasses.replace(batch, user_of=torch.zeros_like(batch.user_of))
     user_side = ("now", "short_item", "short_cat", "short_action", "short_mask",
                  "full_item", "full_cat", "full_action", "full_mask")  # fmt: skip

@@ -99,3 +99,13 @@ def test_load_checks_shapes_and_ranges(index: ItemIndex, tmp_path: Path) -> None
     np.save(tmp_path / CLUSTER_OF_FILE, wrong)
     with pytest.raises(ItemIndexError, match=rf"{CLUSTER_OF_FILE}.*\[0, 12\)"):
         ItemIndex.load(tmp_path)
+
+
+def test_probe_gives_the_quantizers_nearest_clusters_best_first(index: ItemIndex) -> None:
+    queries = np.random.default_rng(5).standard_normal((30, 8)).astype(np.float32)
+    for nprobe in (1, 5, 12):
+        probes = index.probe(queries, nprobe)
+        _, expected = index.quantizer.search(queries, nprobe)
+        assert np.array_equal(probes, expected)
+    with pytest.raises(ValueError, match="nprobe=13"):
+        index.probe(queries, 13)
