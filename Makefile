@@ -18,8 +18,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt recbole==1.2.1
 	touch $(STAMP)
 
+# Without LONGRANK_ARTIFACT, serve the demo: MovieLens-100K, a sim_can model trained on it, its ratings ingested
+# into the store (built on first use; later runs skip what exists). The demo's actions are ratings 1-5.
 serve: $(STAMP)
-	$(BIN)/longrank serve --host $(LONGRANK_HOST) --port $(LONGRANK_PORT)
+	@if [ -z "$$LONGRANK_ARTIFACT" ]; then \
+		$(BIN)/longrank demo --if-missing && \
+		LONGRANK_ARTIFACT=var/demo/artifact LONGRANK_ACTIONS=$${LONGRANK_ACTIONS:-[0,1,2,3,4,5]} \
+			exec $(BIN)/longrank serve --host $(LONGRANK_HOST) --port $(LONGRANK_PORT); \
+	else \
+		exec $(BIN)/longrank serve --host $(LONGRANK_HOST) --port $(LONGRANK_PORT); \
+	fi
 
 test: $(STAMP)
 	scripts/with-redis.sh $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -6,6 +6,8 @@ Layout::
     config.json              ModelConfig.to_dict(): the model is rebuilt from this alone
     metrics.json             evaluation results and training facts (free-form JSON object)
     item_index/gsu_*.npy     soft search only: retrieval.item_index.ItemIndex.save()
+    dgu.safetensors          optional: AGE's Dynamic Gating Unit weights (models/age.py) ...
+    dgu.json                 ... and its sizes {"in_dim", "hidden"}; an artifact without them loads with dgu=None
     <extra files>            e.g. curves.png, copied as given
     manifest.json            {"format_version", "version", "variant", "created", "files": {path: {sha256, size}}}
 
@@ -32,6 +34,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from models.age import DynamicGatingUnit
 from models.config import ConfigError, ModelConfig
 from models.ranker import RankerModel
 from retrieval.item_index import FILES as INDEX_FILES
@@ -43,6 +46,8 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 MANIFEST_FILE = "manifest.json"
 ITEM_INDEX_DIR = "item_index"
+DGU_WEIGHTS_FILE = "dgu.safetensors"
+DGU_CONFIG_FILE = "dgu.json"
 REQUIRED_FILES = (WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE)
 
 
@@ -55,6 +60,7 @@ class Artifact(NamedTuple):
     config: ModelConfig
     item_index: ItemIndex | None
     manifest: dict[str, Any]
+    dgu: DynamicGatingUnit | None = None  # AGE's gate, when the artifact has one (eval mode)
 
     @property
     def version(self) -> str:
@@ -84,6 +90,7 @@ def save(
     extra_files: Mapping[str, str | Path] | None = None,
     *,
     overwrite: bool = False,
+    dgu: DynamicGatingUnit | None = None,
 ) -> str:
     """Write the artifact into ``out_dir`` (atomically: a sibling temp dir renamed into place) and return its
     version. ``extra_files`` maps a file name inside the artifact to a source path. Soft-search configs need the
@@ -95,10 +102,13 @@ def save(
         raise ArtifactError(f"{ITEM_INDEX_DIR}/: gsu='soft' needs the item index built from model.gsu_tables()")
     if config.gsu != "soft" and item_index is not None:
         raise ArtifactError(f"{ITEM_INDEX_DIR}/: an item index only belongs to soft-search models (gsu={config.gsu!r})")
+    if dgu is not None and dgu.in_dim != config.behavior_dim:
+        raise ArtifactError(f"{DGU_CONFIG_FILE}: DGU in_dim={dgu.in_dim} differs from the model's candidate "
+                            f"embedding size {config.behavior_dim}")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ArtifactError(f"{out}: directory exists and is not empty (pass overwrite=True to replace it)")
     extras = {name: Path(src) for name, src in (extra_files or {}).items()}
-    reserved = {*REQUIRED_FILES, MANIFEST_FILE, ITEM_INDEX_DIR}
+    reserved = {*REQUIRED_FILES, MANIFEST_FILE, ITEM_INDEX_DIR, DGU_WEIGHTS_FILE, DGU_CONFIG_FILE}
     for name, src in extras.items():
         if name in reserved or "/" in name or name.startswith("."):
             raise ArtifactError(f"{name}: extra file name is reserved or not a plain file name")
@@ -114,6 +124,10 @@ def save(
         (tmp / METRICS_FILE).write_text(json.dumps(dict(metrics or {}), indent=2, sort_keys=True, default=float))
         if item_index is not None:
             item_index.save(tmp / ITEM_INDEX_DIR)
+        if dgu is not None:
+            dgu_state = {k: v.detach().contiguous().clone() for k, v in dgu.state_dict().items()}
+            save_file(dgu_state, str(tmp / DGU_WEIGHTS_FILE))
+            (tmp / DGU_CONFIG_FILE).write_text(json.dumps(dgu.config(), sort_keys=True))
         for name, src in extras.items():
             shutil.copyfile(src, tmp / name)
         files = {
@@ -229,4 +243,30 @@ def load(directory: str | Path) -> Artifact:
                 f"{index_dir}: item index is [{item_index.n_buckets}, {item_index.dim}]; config needs "
                 f"[{config.item_buckets}, {config.gsu_proj_dim}]"
             )
-    return Artifact(model, config, item_index, manifest)
+    return Artifact(model, config, item_index, manifest, _load_dgu(base, manifest, config))
+
+
+def _load_dgu(base: Path, manifest: dict[str, Any], config: ModelConfig) -> DynamicGatingUnit | None:
+    """The DGU when the manifest lists both of its files; None when it lists neither."""
+    listed = [name in manifest["files"] for name in (DGU_WEIGHTS_FILE, DGU_CONFIG_FILE)]
+    if not any(listed):
+        return None
+    if not all(listed):
+        raise ArtifactError(f"{base}: {DGU_WEIGHTS_FILE} and {DGU_CONFIG_FILE} must be listed together")
+    path = base / DGU_CONFIG_FILE
+    try:
+        sizes = json.loads(path.read_text())
+        dgu = DynamicGatingUnit(int(sizes["in_dim"]), int(sizes["hidden"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path}: not a valid DGU config ({exc})") from exc
+    if dgu.in_dim != config.behavior_dim:
+        raise ArtifactError(f"{path}: in_dim={dgu.in_dim} differs from the model's embedding size "
+                            f"{config.behavior_dim}")
+    weights = base / DGU_WEIGHTS_FILE
+    try:
+        state = load_file(str(weights))
+        with torch.no_grad():
+            dgu.load_state_dict(state, strict=True)
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise ArtifactError(f"{weights}: does not hold the DGU's weights ({exc})") from exc
+    return dgu.eval()

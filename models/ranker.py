@@ -217,8 +217,19 @@ class RankerModel(nn.Module):
         self.over = OverArch(width, config)
 
     def forward(self, batch: Batch) -> RankerOutput:
+        cand = self.embedding.candidate(batch.cand_item, batch.cand_cat)  # [C,d]
+        logits = self.over(self.over_input(batch, cand))  # [C]
+        aux = None
+        if self.gsu is not None:
+            item, mask = _need(batch, "long_item", "long_mask")
+            aux = self.gsu(batch.cand_item, item, mask)  # [C]
+        return RankerOutput(logits, aux)
+
+    def over_input(self, batch: Batch, cand: Tensor) -> Tensor:
+        """The OverArch's input [C, in] for candidate embeddings ``cand`` [C,d] (normally
+        ``embedding.candidate(...)``). Taking ``cand`` as an argument lets AGE (models/age.py) pass a leaf tensor and
+        get ∂f/∂h for every candidate in one backward pass; ``forward`` is exactly ``over(over_input(...))``."""
         emb, user_of = self.embedding, batch.user_of
-        cand = emb.candidate(batch.cand_item, batch.cand_cat)  # [C,d]
         short_seq = emb.behaviors(batch.short_item, batch.short_cat, batch.short_action)  # [U,S,d]
         parts = [cand, self.short(cand, short_seq, batch.short_mask, user_of)]  # [C,d] each
         if self.long is not None:
@@ -230,12 +241,7 @@ class RankerModel(nn.Module):
         if self.coaction is not None:
             feed = emb.item(batch.short_item)  # [U,S,item_dim]
             parts.append(self.coaction(batch.cand_item, batch.cand_cat, feed, batch.short_mask, user_of))
-        logits = self.over(torch.cat(parts, dim=-1))  # [C]
-        aux = None
-        if self.gsu is not None:
-            item, mask = _need(batch, "long_item", "long_mask")
-            aux = self.gsu(batch.cand_item, item, mask)  # [C]
-        return RankerOutput(logits, aux)
+        return torch.cat(parts, dim=-1)  # [C, in]
 
     def gsu_tables(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Soft search's (keys, queries) float32 [item_buckets, gsu_proj_dim], to build retrieval's ItemIndex."""

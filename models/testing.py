@@ -4,6 +4,7 @@ Real tensors at small sizes, so a test of a whole RankerModel runs in millisecon
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,3 +87,25 @@ def random_batch(
         batch.full_action = _ids(rng, (users, full_len), cfg.action_buckets, m)
         batch.full_mask = m
     return batch
+
+
+SERVICE_SMALL: dict[str, Any] = {
+    "item_buckets": 4096, "category_buckets": 256, "n_clusters": 16, "nprobe": 4, "long_k": 16, "short_len": 20,
+}
+
+
+def make_artifact(directory: Path, variant: str = "sim_can", seed: int = 0, **overrides: Any) -> Path:
+    """A small, untrained artifact (real weights, real Faiss index for soft search) for service tests."""
+    from models.artifacts import save
+    from models.ranker import RankerModel
+    from retrieval.item_index import ItemIndex
+
+    torch.manual_seed(seed)
+    config = ModelConfig.for_variant(variant, **{**SERVICE_SMALL, **overrides})
+    model = RankerModel(config).eval()
+    index = None
+    if config.gsu == "soft":
+        keys, queries = model.gsu_tables()
+        index = ItemIndex.build(keys, queries, n_clusters=config.n_clusters, seed=seed)
+    save(model, config, directory, metrics={"note": "untrained test model"}, item_index=index)
+    return directory

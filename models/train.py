@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import copy
 import math
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,8 @@ from models.runtime import set_threads
 from retrieval.gsu import HardSearch, SoftSearch
 from retrieval.item_index import ItemIndex
 
+CURVES_FILE = "curves.png"
+
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -57,7 +61,7 @@ class TrainOptions:
     eval_batch_size: int = 2048
     seed: int = 0
     max_len: int | None = None  # keep only each history's last max_len behaviours (None: all)
-    threads: int = 2
+    threads: int = 1  # small models: a second OpenMP thread buys little and collapses when a core is busy
     patience: int = 1
     aux_weight: float = 1.0
     weight_decay: float = 0.0
@@ -132,12 +136,13 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {"ml100k": {"item_buckets": 2**15}, "synthetic": {}}
+"""ModelConfig settings tuned per dataset (measured with `longrank experiment`; see the README)."""
+
+
 def build_config(samples: Samples, options: TrainOptions) -> ModelConfig:
     """The variant's defaults, the dataset's size-dependent settings, then the caller's overrides."""
-    values: dict[str, Any] = {"extra": {"dataset": samples.source}}
-    n_items = int(samples.meta.get("n_items", 0) or 0)
-    if n_items:  # a few buckets per item keeps collisions rare without a needlessly large table
-        values["item_buckets"] = int(min(2**20, max(1024, 2 ** math.ceil(math.log2(4 * n_items)))))
+    values: dict[str, Any] = {"extra": {"dataset": samples.source}, **DATASET_DEFAULTS.get(samples.source, {})}
     values.update(options.overrides)
     config = ModelConfig.for_variant(options.model, **values)
     if config.gsu == "soft":
@@ -290,3 +295,22 @@ def train(samples: Samples, options: TrainOptions, source: FeatureSource | None 
         item_index=best_index,
         test_probs=test_probs,
     )
+
+
+def train_to_artifact(data_dir: str | Path, out_dir: str | Path, options: TrainOptions) -> dict[str, Any]:
+    """`longrank train`: load the dataset, train, write the artifact (weights, config, metrics.json, curves.png and
+    the item index for soft search). Returns metrics.json's content plus the artifact ``version``."""
+    from models.artifacts import save
+    from models.data.samples import load_samples
+    from models.plots import plot_curves
+
+    samples = load_samples(data_dir)
+    result = train(samples, options)
+    metrics = result.metrics(options, samples.describe())
+    with tempfile.TemporaryDirectory() as tmp:
+        title = f"{result.config.variant} on {samples.source}"
+        curves = plot_curves(result.history, Path(tmp) / CURVES_FILE, title=title)
+        version = save(
+            result.model, result.config, out_dir, metrics, result.item_index, {CURVES_FILE: curves}, overwrite=True
+        )
+    return {**metrics, "version": version}

@@ -77,7 +77,27 @@ def post_events(body: EventsIn, request: Request) -> EventsOut:
         raise
     metrics.events.labels("accepted").inc(accepted)
     metrics.events.labels("duplicate").inc(duplicates)
+    _count_impressions(request, body, duplicates)
     return EventsOut(accepted=accepted, duplicates=duplicates)
+
+
+def _count_impressions(request: Request, body: EventsIn, duplicates: int) -> None:
+    """Views (action 0) that were stored count as impressions of their item (AGE's eligibility limit).
+
+    The store reports how many events were duplicates, not which: with none, every view counts; with some, only
+    views without an ``event_id`` (which are never duplicates) count, so a retried batch is not counted twice (a
+    mixed batch may undercount, which only keeps an item explorable a little longer). A counter error is counted
+    in the metrics and does not fail the request: the events are stored."""
+    state: ServiceState = request.app.state.service
+    if state.impressions is None:
+        return
+    views = [e.item_id for e in body.events if e.action == 0 and (duplicates == 0 or e.event_id is None)]
+    if not views:
+        return
+    try:
+        state.impressions.add(views)
+    except StoreError as exc:
+        _metrics(request).store_errors.labels("impressions", type(exc).__name__).inc()
 
 
 @router.get("/v1/users/{user_id}/behaviors", response_model=BehaviorsOut, responses=ERRORS, tags=["users"])

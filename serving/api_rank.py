@@ -2,20 +2,29 @@
 in the bounded inference executor, answer with a Server-Timing header of the stage durations.
 
 Duplicate candidates are refused (422 naming the first repeated position): a ranking has one slot per item.
+
+Exploration (AGE): a request is explored when it says ``"explore": true``, or, when it says nothing, with
+probability ``LONGRANK_EXPLORE_FRACTION``; ``LONGRANK_EXPLORE_ENABLED=false`` (the kill switch) turns it off for
+every request. An explored response flags its explored items (at most ``LONGRANK_EXPLORE_BUDGET`` inside top_n) and
+is logged to the exploration log (serving/exploration_log.py) before it is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 import uuid
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
+from models.age import AGEParams
 from serving.errors import ApiError
+from serving.exploration_log import ExplorationLogError
 from serving.model_state import LoadedModel
+from serving.pipeline import ExplorePolicy, Ranked
 from serving.schemas import ErrorOut, RankIn, RankOut
 from serving.state import ServiceState
 
@@ -45,10 +54,42 @@ def _arrays(body: RankIn, limit: int) -> tuple[np.ndarray, np.ndarray]:
     return items, cats
 
 
+def explore_policy(state: ServiceState, asked: bool | None) -> ExplorePolicy | None:
+    """The policy when this request is explored, else None (kill switch, per-request flag, traffic fraction)."""
+    s = state.settings
+    if not s.explore_enabled:
+        return None
+    wanted = asked if asked is not None else (s.explore_fraction > 0 and random.random() < s.explore_fraction)
+    if not wanted:
+        return None
+    params = AGEParams(policy=s.explore_policy, lam=s.explore_lambda, dropout=s.explore_dropout,
+                       samples=s.explore_samples, pgd_steps=s.explore_pgd_steps)  # fmt: skip
+    return ExplorePolicy(params, budget=s.explore_budget, max_impressions=s.explore_max_impressions)
+
+
+def log_record(body: RankIn, items: np.ndarray, ranked: Ranked, request_id: str) -> dict[str, object]:
+    """The exploration log record of an explored response (fields: serving.exploration_log.RECORD_FIELDS)."""
+    assert ranked.explored_score is not None and ranked.eligible is not None
+    order = ranked.order.tolist()
+    return {
+        "request_id": request_id, "ts": time.time(), "user_id": body.user_id, "model_version": ranked.model_version,
+        "policy": (ranked.exploration or {}).get("policy"), "params": ranked.exploration,
+        "candidates": items.tolist(), "categories": [c.category_id for c in body.candidates],
+        "pctr": ranked.pctr.tolist(), "explored_score": ranked.explored_score.tolist(),
+        "eligible": ranked.eligible.tolist(), "order": order, "explored": ranked.explored[order].tolist(),
+        "propensity": None, "degraded": ranked.degraded,
+    }  # fmt: skip
+
+
 def _render(state: ServiceState, model: LoadedModel, body: RankIn, items: np.ndarray, cats: np.ndarray,
-            top_n: int, request_id: str) -> tuple[bytes, str]:
-    """Runs in the inference executor: rank and serialise (both off the event loop)."""
-    ranked = state.ranker.rank(model, body.user_id, items, cats, top_n)
+            top_n: int, request_id: str, policy: ExplorePolicy | None = None) -> tuple[bytes, str]:
+    """Runs in the inference executor: rank, log an explored response, serialise (all off the event loop)."""
+    ranked = state.ranker.rank(model, body.user_id, items, cats, top_n, explore_policy=policy, request_id=request_id)
+    if ranked.exploration is not None and state.exploration_log is not None:
+        try:
+            state.exploration_log.write(log_record(body, items, ranked, request_id))
+        except (OSError, ExplorationLogError) as exc:  # the response still goes out; the loss is counted
+            state.metrics.store_errors.labels("exploration_log", type(exc).__name__).inc()
     out_items = [
         {"item_id": int(items[i]), "score": float(ranked.score[i]), "pctr": float(ranked.pctr[i]),
          "explored": bool(ranked.explored[i]), "rank": r + 1}
@@ -73,7 +114,9 @@ def _render(state: ServiceState, model: LoadedModel, body: RankIn, items: np.nda
 async def rank(body: RankIn, request: Request) -> Response:
     """Rank the candidates for the user against the user's lifelong history. The response lists the top `top_n`
     (default: all) best first; `degraded` is true when the history could not be read within the read budget and the
-    ranking used candidate features alone. A `Server-Timing` header gives the stage durations (store, gsu, model)."""
+    ranking used candidate features alone. A `Server-Timing` header gives the stage durations (store, gsu, model,
+    and explore when explored). `explore: true` asks for AGE exploration (unless switched off by the operator);
+    explored items carry `explored: true` and their explored score in `score`."""
     state = _state(request)
     settings = state.settings
     items, cats = _arrays(body, settings.max_candidates)
@@ -95,7 +138,8 @@ async def rank(body: RankIn, request: Request) -> Response:
     start = time.perf_counter()
     try:
         payload, timing = await asyncio.get_running_loop().run_in_executor(
-            state.executor, _render, state, model, body, items, cats, top_n, request_id
+            state.executor, _render, state, model, body, items, cats, top_n, request_id,
+            explore_policy(state, body.explore),
         )
     finally:
         state.pending -= 1

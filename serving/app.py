@@ -9,13 +9,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from retrieval.impressions import open_impressions
 from retrieval.store import open_store
 from serving import api, api_admin, api_rank
 from serving.errors import install_error_handlers
+from serving.exploration_log import open_exploration_log
 from serving.limits import BodySizeLimit
 from serving.metrics import Metrics, RequestMetrics
 from serving.pipeline import Ranker
-from serving.settings import Settings
+from serving.settings import Settings, load_settings
 from serving.state import ServiceState
 
 
@@ -33,8 +35,12 @@ def create_app(settings: Settings) -> FastAPI:
         read_store = store if shared else open_store(
             settings.store_url, settings.store_options(timeout_s=settings.store_read_budget_s)
         )
-        executor = ThreadPoolExecutor(max_workers=settings.workers(), thread_name_prefix="longrank-infer")
-        state = ServiceState(settings, metrics, store, Ranker(read_store, metrics), executor)
+        executor = ThreadPoolExecutor(max_workers=settings.inference_slots(), thread_name_prefix="longrank-infer")
+        impressions = open_impressions(settings.store_url, settings.store_options())
+        exploration_log = open_exploration_log(settings.explore_log, settings.explore_log_stream,
+                                               settings.explore_log_maxlen) if settings.explore_enabled else None
+        state = ServiceState(settings, metrics, store, Ranker(read_store, metrics, impressions), executor,
+                             impressions=impressions, exploration_log=exploration_log)
         if settings.artifact is not None:
             state.set_model(load_model(settings.artifact))
         app.state.service = state
@@ -42,6 +48,9 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             executor.shutdown(wait=True)
+            if exploration_log is not None:
+                exploration_log.close()
+            impressions.close()
             if read_store is not store:
                 read_store.close()
             store.close()
@@ -62,3 +71,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app with settings from the environment: uvicorn's factory for ``longrank serve --workers N`` (each worker
+    process imports this module and calls it; the CLI passes its flags on as LONGRANK_* variables)."""
+    return create_app(load_settings())

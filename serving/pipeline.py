@@ -8,20 +8,34 @@ One call ranks one user's candidates on one model (the ``LoadedModel`` the reque
    the request is ranked without history and marked ``degraded``.
 2. gsu: per candidate the top-K behaviours (retrieval.gsu) from what was read.
 3. model: models.features.score — the same feature building as training — on a batch of U = 1 user, C candidates.
-4. sort by score (descending; ties by candidate order) and cut to ``top_n``.
+4. explore (only when the request is explored, see ``ExplorePolicy``): impression counts of the candidates (only
+   items under the limit are eligible), then models.age.explore — one forward with the candidate embeddings as a
+   leaf, one batched backward, the MC-dropout samples, the moved rows' forward — on the same batch. With
+   exploration the "model" stage is the feature building and the "explore" stage all of the model work.
+5. sort by score (descending; ties by candidate order) and cut to ``top_n``; with exploration at most
+   ``budget`` explored items stay inside ``top_n`` (``apply_budget``).
+
+Exploration only promotes: an item is *explored* when its explored score ŷ_e is above its pCTR, and then ranks by
+ŷ_e; a sampled step downwards (TS with δ_y < 0) leaves the item at its pCTR, so that the flag, the score field
+("pctr, or the explored score where explored") and the budget all speak of the same items.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
-from models.features import score
+from models.age import AGEParams, explore
+from models.features import build_batch, score
 from retrieval.events import empty_behaviors
 from retrieval.gsu import HardSearch, Retrieved
+from retrieval.impressions import ImpressionCounter
 from retrieval.store import BehaviorStore, StoreError, UserHistory
 from serving.metrics import Metrics
 from serving.model_state import LoadedModel
@@ -36,12 +50,57 @@ class Ranked:
     degraded: bool
     model_version: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    explored_score: npt.NDArray[np.float32] | None = None  # [C] ŷ_e where the row moved, else pctr (explored only)
+    eligible: npt.NDArray[np.bool_] | None = None  # [C] under the impression limit (explored only)
+    exploration: dict[str, Any] | None = None  # the policy and its parameters when explored, else None
+
+
+@dataclass(frozen=True)
+class ExplorePolicy:
+    """How a request is explored: AGE's parameters, the budget inside top_n, the impression limit."""
+
+    params: AGEParams
+    budget: int = 2
+    max_impressions: int = 3000
+
+    def describe(self, gated: bool) -> dict[str, Any]:
+        return {**self.params.to_dict(), "budget": self.budget, "max_impressions": self.max_impressions,
+                "gate": "dgu" if gated else "none"}  # fmt: skip
+
+
+def request_seed(request_id: str) -> int:
+    """The dropout draws of a request are seeded by its id, so a logged request can be replayed exactly."""
+    return int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "little") & (2**63 - 1)
+
+
+def apply_budget(
+    pctr: npt.NDArray[np.float32], explored_score: npt.NDArray[np.float32], moved: npt.NDArray[np.bool_],
+    top_n: int, budget: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """(order cut to top_n, ranking score, explored flags) with at most ``budget`` explored items in top_n.
+
+    Explored = moved and ŷ_e > pCTR. While top_n holds more than ``budget`` explored items, the lowest-ranked
+    ones among them fall back to their pCTR (and lose the flag) and the list is sorted again; this ends because
+    every round removes flags and none are added."""
+    explored = moved & (explored_score > pctr)
+    ranking = np.where(explored, explored_score, pctr).astype(np.float32)
+    index = np.arange(len(pctr))
+    while True:
+        order = np.lexsort((index, -ranking))[:top_n].astype(np.int64)
+        inside = order[explored[order]]
+        if len(inside) <= budget:
+            return order, ranking, explored
+        drop = inside[budget:]
+        ranking[drop] = pctr[drop]
+        explored[drop] = False
 
 
 class Ranker:
-    def __init__(self, read_store: BehaviorStore, metrics: Metrics) -> None:
+    def __init__(self, read_store: BehaviorStore, metrics: Metrics,
+                 impressions: ImpressionCounter | None = None) -> None:  # fmt: skip
         self.store = read_store
         self.metrics = metrics
+        self.impressions = impressions  # per-item impression counts (exploration eligibility)
 
     def read(self, model: LoadedModel, user_id: str, cats: npt.NDArray[np.int64]) -> tuple[UserHistory | None, str]:
         cfg = model.config
@@ -67,6 +126,9 @@ class Ranker:
         cats: npt.NDArray[np.int64],
         top_n: int,
         now: int | None = None,
+        *,
+        explore_policy: ExplorePolicy | None = None,
+        request_id: str = "",
     ) -> Ranked:
         clock = int(time.time()) if now is None else now
         timings: dict[str, float] = {}
@@ -88,6 +150,9 @@ class Ranker:
         t2 = time.perf_counter()
         timings["gsu"] = (t2 - t1) * 1e3
 
+        if explore_policy is not None:
+            return self._explore(model, behaviours, items, cats, clock, retrieved, top_n, explore_policy,
+                                 request_id, degraded, timings, t2)  # fmt: skip
         pctr = score(model.artifact.model, behaviours, items, cats, clock, model.config, model.gsu,
                      retrieved=retrieved)
         t3 = time.perf_counter()
@@ -95,8 +160,44 @@ class Ranker:
 
         ranking_score = pctr
         order = np.lexsort((np.arange(len(items)), -ranking_score))[:top_n].astype(np.int64)
+        self._observe(timings, degraded)
+        return Ranked(order, pctr, ranking_score, np.zeros(len(items), dtype=bool), degraded, model.version, timings)
+
+    def _observe(self, timings: dict[str, float], degraded: bool) -> None:
         for stage, ms in timings.items():
             self.metrics.stage.labels(stage).observe(ms / 1e3)
         if degraded:
             self.metrics.degraded.inc()
-        return Ranked(order, pctr, ranking_score, np.zeros(len(items), dtype=bool), degraded, model.version, timings)
+
+    def eligible(self, items: npt.NDArray[np.int64], limit: int) -> npt.NDArray[np.bool_]:
+        """Items with fewer than ``limit`` impressions; none when the counts cannot be read (no counter, or an
+        unreachable store: without the counts the limit cannot be honoured, so nothing is explored)."""
+        if self.impressions is None:
+            return np.zeros(len(items), dtype=bool)
+        try:
+            counts = self.impressions.counts(items)
+        except StoreError as exc:
+            self.metrics.store_errors.labels("impressions", type(exc).__name__).inc()
+            return np.zeros(len(items), dtype=bool)
+        out: npt.NDArray[np.bool_] = counts < limit
+        return out
+
+    def _explore(
+        self, model: LoadedModel, behaviours: Any, items: npt.NDArray[np.int64], cats: npt.NDArray[np.int64],
+        clock: int, retrieved: Retrieved | None, top_n: int, policy: ExplorePolicy, request_id: str,
+        degraded: bool, timings: dict[str, float], t2: float,
+    ) -> Ranked:
+        batch = build_batch([behaviours], np.zeros(len(items), dtype=np.int64), items, cats, clock, model.config,
+                            model.gsu, retrieved=None if retrieved is None else [retrieved])  # fmt: skip
+        t3 = time.perf_counter()
+        timings["model"] = (t3 - t2) * 1e3
+        eligible = self.eligible(items, policy.max_impressions)
+        dgu = model.artifact.dgu
+        generator = torch.Generator().manual_seed(request_seed(request_id))
+        out = explore(model.artifact.model, batch, policy.params, dgu=dgu, eligible=eligible, generator=generator)
+        order, ranking, explored = apply_budget(out.pctr, out.score, out.moved, top_n, policy.budget)
+        timings["explore"] = (time.perf_counter() - t3) * 1e3
+        self._observe(timings, degraded)
+        self.metrics.explored.inc(int(explored[order].sum()))
+        return Ranked(order, out.pctr, ranking, explored, degraded, model.version, timings,
+                      explored_score=out.score, eligible=eligible, exploration=policy.describe(dgu is not None))

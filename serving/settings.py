@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retrieval.store import StoreOptions
@@ -44,11 +44,43 @@ class Settings(BaseSettings):
     store_timeout_s: float = Field(1.0, gt=0, le=60)
     store_read_budget_s: float = Field(0.05, gt=0, le=10, description="rank reads history within this, else degrades")
 
-    torch_threads: int = Field(1, ge=1, le=256, description="torch/Faiss threads per inference call")
+    workers: int = Field(1, ge=1, le=64, description="server processes (longrank serve --workers)")
+    torch_threads: int = Field(
+        1, ge=1, le=256, description="torch/Faiss threads per inference call; default 1, or cores ÷ workers"
+    )
     inference_workers: int | None = Field(
-        None, ge=1, le=256, description="concurrent inferences; default cores ÷ torch_threads"
+        None, ge=1, le=256, description="concurrent inferences per process; default (cores ÷ workers) ÷ torch_threads"
     )
     max_queue: int = Field(32, ge=1, le=10_000, description="rank requests queued or running before 503 Retry-After")
+
+    # AGE exploration (models/age.py, serving/pipeline.py)
+    explore_enabled: bool = Field(True, description="kill switch: false = never explore, even when a request asks")
+    explore_fraction: float = Field(0.0, ge=0, le=1, description="share of requests explored when they do not say")
+    explore_policy: Literal["ts", "ucb"] = Field("ts", description="AGE uncertainty: ts (one sample) or ucb (spread)")
+    explore_lambda: float = Field(0.002, ge=0, le=1e6, description="AGE step size λ (paper, online: 0.002)")
+    explore_dropout: float = Field(0.01, ge=0, lt=1, description="MC-dropout rate of the sampled passes")
+    explore_samples: int = Field(20, ge=1, le=1000, description="N dropout samples (ucb)")
+    explore_pgd_steps: int = Field(1, ge=1, le=20, description="1 = FGM; more = PGD steps")
+    explore_budget: int = Field(2, ge=0, le=10_000, description="at most this many explored items inside top_n")
+    explore_max_impressions: int = Field(3000, ge=0, description="only items with fewer impressions are explored")
+    explore_log: str = Field("./var/exploration.jsonl", min_length=1,
+                             description="exploration log: a JSONL file path, or redis://... for a Redis Stream")
+    explore_log_stream: str = Field("longrank:exploration", min_length=1, description="Redis Stream key of the log")
+    explore_log_maxlen: int = Field(1_000_000, ge=1, description="approximate cap of the Redis Stream (XADD MAXLEN ~)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _thread_budget(cls, data: Any) -> Any:
+        """With several server processes and no explicit LONGRANK_TORCH_THREADS, each process gets its share of the
+        cores: torch_threads = max(1, cores // workers)."""
+        if isinstance(data, dict) and data.get("torch_threads") is None:
+            try:
+                workers = int(data.get("workers") or 1)
+            except (TypeError, ValueError):
+                return data  # the field validator reports the bad value
+            if workers > 1:
+                data = {**data, "torch_threads": cores_per_worker(workers)}
+        return data
 
     @field_validator("store_url")
     @classmethod
@@ -65,9 +97,9 @@ class Settings(BaseSettings):
             raise ValueError("must be a non-empty list of integers in [0, 255]")
         return value
 
-    def workers(self) -> int:
-        """Concurrent inference calls: torch threads × workers ≤ cores unless set explicitly."""
-        return self.inference_workers or max(1, (os.cpu_count() or 1) // self.torch_threads)
+    def inference_slots(self) -> int:
+        """Concurrent inference calls of one process: torch threads × slots × workers ≤ cores unless set."""
+        return self.inference_workers or max(1, cores_per_worker(self.workers) // self.torch_threads)
 
     def store_options(self, *, timeout_s: float | None = None) -> StoreOptions:
         return StoreOptions(
@@ -78,6 +110,11 @@ class Settings(BaseSettings):
             command_timeout_s=timeout_s or self.store_timeout_s,
             actions=frozenset(self.actions),
         )
+
+
+def cores_per_worker(workers: int) -> int:
+    """This machine's cores shared among ``workers`` server processes (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 def load_settings(**overrides: Any) -> Settings:

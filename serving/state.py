@@ -6,7 +6,9 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from retrieval.impressions import ImpressionCounter
 from retrieval.store import BehaviorStore
+from serving.exploration_log import ExplorationLog
 from serving.metrics import Metrics
 from serving.model_state import LoadedModel
 from serving.pipeline import Ranker
@@ -23,6 +25,8 @@ class ServiceState:
     model: LoadedModel | None = None  # swapped atomically by a reload; a request reads it once
     pending: int = 0  # rank requests queued or running (only touched on the event loop)
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    impressions: ImpressionCounter | None = None  # per-item impression counts, next to the behaviour store
+    exploration_log: ExplorationLog | None = None  # where explored responses are logged
 
     def set_model(self, model: LoadedModel) -> None:
         self.model = model

@@ -128,10 +128,7 @@ def _group_by_user(frame: pd.DataFrame, order: list[str]) -> tuple[list[str], np
     records["item_id"] = frame["item_id"].to_numpy(np.int64)
     records["category_id"] = frame["category_id"].to_numpy(np.int32)
     records["action"] = frame["action"].to_numpy(np.uint8)
-    if len(users):
-        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    else:
-        starts = np.zeros(0, dtype=np.intp)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, dtype=np.intp)
     bounds = np.r_[starts, len(users)].astype(np.intp)
     user_ids = [str(users[s]) for s in starts]
     histories = [records[bounds[i] : bounds[i + 1]] for i in range(len(starts))]
@@ -200,12 +197,13 @@ def synthetic_samples(
     unknown = sorted(set(samples["user_id"].astype(str)) - index.keys())
     if unknown:
         raise DatasetError(f"samples.parquet: {len(unknown)} user(s) without behaviours, e.g. {unknown[:3]}")
-    user_all = samples["user_id"].astype(str).map(index).to_numpy(np.int32)
+    user_all = np.asarray(samples["user_id"].astype(str).map(index), dtype=np.int32)
     ts_all = samples["ts"].to_numpy(np.int64)
     hist_len_all = np.empty(len(samples), dtype=np.int64)
     order = np.argsort(user_all, kind="stable")
-    cuts = np.flatnonzero(np.r_[True, user_all[order][1:] != user_all[order][:-1]]) if len(order) else []
-    for start, end in zip(cuts, [*list(cuts[1:]), len(order)], strict=True):
+    ordered = user_all[order]
+    cuts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(order) else np.zeros(0, np.intp)
+    for start, end in zip(cuts.tolist(), [*cuts[1:].tolist(), len(order)], strict=True):
         rows = order[start:end]
         hist = histories[int(user_all[rows[0]])]
         hist_len_all[rows] = np.searchsorted(hist["ts"], ts_all[rows], side="left")

@@ -3,7 +3,7 @@
 Backends: ``memory://`` (tests, benchmarks), ``sqlite:///PATH`` (the embedded default, WAL, durable) and
 ``redis://`` / ``rediss://`` (production; password and database from the URL). Each takes its options once, in
 its constructor. Query parameters of the URL override the options given in code, e.g.
-``sqlite:///var/b.db?max_behaviors=200000``.
+``sqlite:///var/b.db?max_behaviors=200000``; ``redis://host:port?cluster=true`` talks to a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -117,6 +117,18 @@ def options_from_query(query: str, base: StoreOptions) -> StoreOptions:
     return replace(base, **updates)  # type: ignore[arg-type]
 
 
+def cluster_from_query(query: str) -> bool:
+    """``?cluster=true`` (or 1/yes) selects the Redis Cluster client; false/0/no or absent: a single server."""
+    values = [v.lower() for k, v in parse_qsl(query, keep_blank_values=True) if k == "cluster"]
+    if not values:
+        return False
+    if values[-1] in {"true", "1", "yes"}:
+        return True
+    if values[-1] in {"false", "0", "no"}:
+        return False
+    raise InvalidStoreURL(f"cluster={values[-1]!r} must be true or false")
+
+
 def open_store(url: str, options: StoreOptions | None = None) -> BehaviorStore:
     """Open the backend named by ``url``'s scheme."""
     parts = urlsplit(url)
@@ -136,5 +148,5 @@ def open_store(url: str, options: StoreOptions | None = None) -> BehaviorStore:
     if scheme in {"redis", "rediss"}:
         from retrieval.store.redis import RedisStore
 
-        return RedisStore(url.split("?", 1)[0], opts)
+        return RedisStore(url.split("?", 1)[0], opts, cluster=cluster_from_query(parts.query))
     raise InvalidStoreURL(f"store URL {url!r}: unknown scheme {scheme!r}; use memory://, sqlite:///PATH or redis://")

@@ -32,6 +32,13 @@ Memory: Redis grows an APPENDed string greedily (doubling below 1 MB, +1 MB abov
 occupy up to about twice its packed bytes (a 54k user: 1.1 MB of records in 1.1-2.2 MB); the rewrite that cuts
 the dead prefix allocates exactly. ``longrank bench store`` reports the measured ``bytes_per_event``.
 
+Redis Cluster: ``open_store("redis://host:port?cluster=true")`` (or ``RedisStore(url, cluster=True)``) uses
+redis-py's ``RedisCluster`` with the URL's node as the start-up node (the rest of the cluster is discovered). Nothing
+else changes: a user's keys share the ``{U}`` hash tag, hence one slot, so the append script runs on the one node
+owning it, a read is still one MULTI/EXEC on that node (a single-slot cluster transaction), and a multi-user append
+is one pipeline that redis-py splits into one batch per node (still atomic per user, as on a single server). The
+script is loaded on every primary on NOSCRIPT. Only database 0 exists on a cluster.
+
 Connections: ``redis.Redis.from_url`` (hiredis parser when installed), connect timeout
 ``options.connect_timeout_s``, command timeout ``options.command_timeout_s``, health check after 30 s idle, no
 hidden retries inside redis-py: reads, length, delete and ping retry once after a connection error (they are
@@ -42,6 +49,7 @@ each naming the URL without its password.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +59,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
@@ -105,8 +114,9 @@ def _view(blob: bytes | None, last: int) -> Behaviors:
 class RedisStore:
     """A BehaviorStore on Redis: one packed string per user plus per-category lists, written by one Lua script."""
 
-    def __init__(self, url: str, options: StoreOptions | None = None) -> None:
+    def __init__(self, url: str, options: StoreOptions | None = None, *, cluster: bool = False) -> None:
         self.options = options or StoreOptions()
+        self.cluster = cluster
         self._url = url  # holds the password: never log it (safe_url is the redacted form)
         self.safe_url = redact_url(url)
         prefix = self.options.key_prefix
@@ -115,28 +125,53 @@ class RedisStore:
         parts = urlsplit(url)
         if parts.scheme.lower() not in {"redis", "rediss"}:
             raise InvalidStoreURL(f"store URL {self.safe_url!r}: RedisStore needs redis:// or rediss://")
-        if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
             raise InvalidStoreURL(f"store URL {self.safe_url!r}: the path must be a database number, like /0")
-        try:
-            self._client: redis.Redis = redis.Redis.from_url(
-                url,
-                socket_connect_timeout=self.options.connect_timeout_s,
-                socket_timeout=self.options.command_timeout_s,
-                decode_responses=False,
-                health_check_interval=HEALTH_CHECK_INTERVAL_S,
-                retry=Retry(NoBackoff(), 0),
-            )
-        except ValueError as exc:
-            raise InvalidStoreURL(f"store URL {self.safe_url!r}: {exc}") from exc
+        if cluster and db not in {"", "0"}:
+            raise InvalidStoreURL(f"store URL {self.safe_url!r}: a Redis Cluster has only database 0")
+        connection: dict[str, Any] = {
+            "socket_connect_timeout": self.options.connect_timeout_s,
+            "socket_timeout": self.options.command_timeout_s,
+            "decode_responses": False,
+            "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        self._lock = threading.Lock()
+        self._cluster_client: RedisCluster | None = None
+        self._cluster_args = (urlunsplit(parts._replace(path="")), connection)
+        self._single: redis.Redis | None = None
+        if not cluster:
+            try:
+                self._single = redis.Redis.from_url(url, **connection)
+            except ValueError as exc:
+                raise InvalidStoreURL(f"store URL {self.safe_url!r}: {exc}") from exc
         self._margin = trim_margin(self.options.max_behaviors)
         self._window_ms = self.options.dedupe_window_s * 1000
 
     def __repr__(self) -> str:
-        return f"RedisStore({self.safe_url!r}, key_prefix={self.options.key_prefix!r})"
+        mode = ", cluster=True" if self.cluster else ""
+        return f"RedisStore({self.safe_url!r}, key_prefix={self.options.key_prefix!r}{mode})"
 
     @property
-    def client(self) -> redis.Redis:
-        """The underlying redis-py client (benchmarks and layout tests read raw keys with it)."""
+    def _client(self) -> redis.Redis | RedisCluster:
+        """The connection: a ``redis.Redis``, or a ``RedisCluster`` created on first use (it discovers the cluster's
+        topology when created, so a store can be opened, and a service start, while the cluster is still down)."""
+        if self._single is not None:
+            return self._single
+        with self._lock:
+            if self._cluster_client is None:
+                url, connection = self._cluster_args
+                try:
+                    self._cluster_client = RedisCluster.from_url(url, **connection)
+                except ValueError as exc:
+                    raise InvalidStoreURL(f"store URL {self.safe_url!r}: {exc}") from exc
+            return self._cluster_client
+
+    @property
+    def client(self) -> Any:
+        """The underlying redis-py client, ``redis.Redis`` or ``RedisCluster`` (benchmarks and layout tests read raw
+        keys with it)."""
         return self._client
 
     def keys(self, user_id: str) -> UserKeys:
@@ -178,7 +213,7 @@ class RedisStore:
     def _pipeline_evalsha(self, calls: list[list[Any]]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
         for args in calls:
-            pipe.execute_command("EVALSHA", APPEND_SHA, 4, *args)  # type: ignore[no-untyped-call]
+            pipe.execute_command("EVALSHA", APPEND_SHA, 4, *args)
         return list(pipe.execute(raise_on_error=False))
 
     def delete(self, user_id: str) -> bool:
@@ -249,7 +284,10 @@ class RedisStore:
         self._idempotent("ping", self._client.ping)
 
     def close(self) -> None:
-        self._client.close()
+        if self._single is not None:
+            self._single.close()
+        elif self._cluster_client is not None:
+            self._cluster_client.close()
 
     # -- errors -------------------------------------------------------------------------------------------------
 

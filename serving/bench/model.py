@@ -9,7 +9,11 @@ candidates (default 500, spread over at most 20 categories, as SIM reports for r
 - ``full_attention_p50_ms``: din_long — the same, with target attention over all L behaviours for every
   candidate (the expensive reference; its candidates are processed in chunks to bound memory);
 - ``speedup_vs_full_attention`` = full ÷ ours (higher is better; goal >= 20).
-AGE exploration is not part of this build yet: ``explore_p50_ms`` and ``explore_ratio`` are null.
+- ``explore_p50_ms``: the same request ranked with AGE exploration (models.age.explore): build_batch, one forward
+  with the candidate embeddings as a leaf, ONE batched backward for all C candidates, N = ``--samples`` MC-dropout
+  samples (UCB, the costlier policy; TS draws one), and the forward of every moved row (no DGU, no impression
+  limit: every candidate moves, the worst case); ``explore_ratio`` = explore ÷ forward (lower is better; goal
+  <= 2.5).
 Weights are random: the cost of a forward does not depend on their values.
 """
 
@@ -32,10 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full-repeat", type=int, default=3, help="timed requests for the din_long reference")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch and faiss threads")
+    parser.add_argument("--samples", type=int, default=20, help="AGE: MC-dropout samples N (UCB)")
 
 
 def _check(args: argparse.Namespace) -> None:
-    limits = {"length": 1, "candidates": 1, "k": 1, "repeat": 1, "full_repeat": 1, "threads": 1}
+    limits = {"length": 1, "candidates": 1, "k": 1, "repeat": 1, "full_repeat": 1, "threads": 1, "samples": 1}
     for name, low in limits.items():
         value = getattr(args, name)
         if value < low:
@@ -101,8 +106,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         with torch.inference_mode():
             return model(batch).logits
 
+    from models.age import AGEParams, explore
+
+    params = AGEParams(policy="ucb", lam=0.002, dropout=0.01, samples=args.samples)
+
+    def explore_request() -> object:
+        batch = build_batch([history], owner, items, cats, now, ours, gsu)
+        return explore(model, batch, params, generator=torch.Generator().manual_seed(0))
+
     forward = _p50_ms(request, args.repeat, warmup=2)
     only = _p50_ms(forward_only, args.repeat, warmup=2)
+    explored = _p50_ms(explore_request, args.repeat, warmup=2)
 
     ref = ModelConfig.for_variant("din_long")
     full_model = RankerModel(ref).eval()
@@ -115,8 +129,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "forward_p50_ms": round(forward, 3),
         "forward_only_p50_ms": round(only, 3),
-        "explore_p50_ms": None,
-        "explore_ratio": None,
+        "explore_p50_ms": round(explored, 3),
+        "explore_ratio": round(explored / forward, 3),
         "full_attention_p50_ms": round(full, 3),
         "speedup_vs_full_attention": round(full / forward, 2),
     }

@@ -102,12 +102,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     cats = rng.choice(1000, 20, replace=False)
     writer = open_store(store_url)
     writer.append(EventBatch.from_columns(**_history(rng, args.length, cats)))
-    items = rng.choice(2_000_000, args.candidates, replace=False)
+    items = rng.choice(2_000_000, args.candidates, replace=False).astype(np.int64)
+    cand_cats = rng.choice(cats, len(items)).astype(np.int64)
     body = {
         "user_id": "bench-user",
-        "candidates": [
-            {"item_id": int(i), "category_id": int(c)} for i, c in zip(items, rng.choice(cats, len(items)), strict=True)
-        ],
+        "candidates": [{"item_id": int(i), "category_id": int(c)} for i, c in zip(items, cand_cats, strict=True)],
     }
     workdir = Path(tempfile.mkdtemp(prefix="longrank-bench-serve-"))
     artifact = Path(args.artifact) if args.artifact else _build_artifact(workdir / "artifact")
@@ -142,9 +141,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         server.terminate()
         server.wait(timeout=30)
 
-    pipeline_ms = _pipeline_times(
-        store_url, artifact, args, items, np.asarray([c["category_id"] for c in body["candidates"]], dtype=np.int64)
-    )
+    pipeline_ms = _pipeline_times(store_url, artifact, args, items, cand_cats)
     writer.delete("bench-user")
     writer.close()
     pipeline_p50 = statistics.median(pipeline_ms)

@@ -1,8 +1,11 @@
 """One store contract, every backend: the ``backend``, ``make_store`` and ``store`` fixtures.
 
-Each test runs once per backend: ``memory``, ``sqlite`` (a file in tmp_path) and ``redis`` (the real Redis at
-LONGRANK_TEST_REDIS_URL, a key prefix of its own per test, every key under that prefix deleted afterwards). The
-redis param is skipped while ``retrieval.store.redis`` cannot be imported.
+Each test runs once per backend: ``memory``, ``sqlite`` (a file in tmp_path), ``redis`` (the real Redis at
+LONGRANK_TEST_REDIS_URL, a key prefix of its own per test, every key under that prefix deleted afterwards) and
+``redis_cluster`` (a private 3-master Redis Cluster of local redis-server processes on free ports, started once per
+session when the first such test runs, reached with ``?cluster=true``, flushed after each test). The redis params
+are skipped while ``retrieval.store.redis`` cannot be imported; the cluster one also when redis-server or
+redis-cli is missing.
 
 Stores are opened through ``open_store(url)`` with the options as URL query parameters, so the URL parsing is part
 of the contract and a subprocess can open the very same store from ``backend.url(**options)``.
@@ -10,6 +13,7 @@ of the contract and a subprocess can open the very same store from ``backend.url
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +25,12 @@ import pytest
 
 from retrieval.store.base import BehaviorStore, open_store
 
-BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)]
+BACKENDS = [
+    "memory",
+    "sqlite",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("redis_cluster", marks=pytest.mark.redis),
+]
 
 
 def _query(options: dict[str, Any]) -> str:
@@ -68,10 +77,47 @@ def _redis_backend(redis_url: str) -> tuple[Backend, Callable[[], None]]:
     return Backend("redis", redis_url, fixed={"key_prefix": prefix}), cleanup
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A private 3-master Redis Cluster (serving.stack.redis_procs.LocalCluster), stopped at the end of the session."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("redis-server and redis-cli are needed for a local Redis Cluster")
+    from serving.stack.redis_procs import start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _cluster_backend(request: pytest.FixtureRequest) -> tuple[Backend, Callable[[], None]]:
+    try:
+        import retrieval.store.redis  # noqa: F401
+    except ImportError:
+        pytest.skip("redis backend not present")
+    from serving.stack.redis_procs import command
+
+    cluster = request.getfixturevalue("redis_cluster")
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+
+    def cleanup() -> None:  # the cluster is private to this session: empty every node
+        for node in cluster.nodes:
+            command(node.port, "FLUSHALL")
+
+    return Backend("redis_cluster", cluster.url, fixed={"key_prefix": prefix}), cleanup
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Iterator[Backend]:
     name = request.param
-    if name == "memory":
+    if name == "redis_cluster":
+        be, cleanup = _cluster_backend(request)
+        try:
+            yield be
+        finally:
+            cleanup()
+    elif name == "memory":
         yield Backend("memory", "memory://", shared_between_processes=False)
     elif name == "sqlite":
         yield Backend("sqlite", f"sqlite:///{tmp_path / 'store' / 'behaviors.db'}")

@@ -1,33 +1,26 @@
 """Property-based fuzzing of every endpoint in the OpenAPI schema: whatever the input, never a 5xx.
 
 The app runs with a memory store and a real (small, untrained) artifact, admin enabled, so every route is reachable.
-The app object is built at collection (create_app does no work); its lifespan runs in a module fixture, which also
-loads the model, and schemathesis's ASGI calls reach the same app and its state."""
+schemathesis loads the schema from the ASGI app when this module is collected (running the app's lifespan), so the
+artifact is written then, into a temporary directory."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tempfile
 from pathlib import Path
 
-import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
+from models.testing import make_artifact
 from serving.app import create_app
-from serving.model_state import load_model
 from serving.settings import Settings
 
-APP = create_app(Settings(store_url="memory://", admin_token="fuzz", max_candidates=200))
+ARTIFACT = make_artifact(Path(tempfile.mkdtemp(prefix="longrank-fuzz-")) / "artifact")
+APP = create_app(Settings(store_url="memory://", artifact=ARTIFACT, admin_token="fuzz", max_candidates=200))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def running_app(artifact_dir: Path) -> Iterator[None]:
-    with TestClient(APP):
-        APP.state.service.set_model(load_model(artifact_dir))
-        yield
 
 
 @schema.parametrize()

@@ -93,11 +93,11 @@ def test_synthetic_history_is_behaviours_strictly_before_sample_ts() -> None:
 def test_load_samples_rejects_bad_directories(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not a directory"):
         load_samples(tmp_path / "missing")
-    with pytest.raises(DatasetError, match="meta.json"):
+    with pytest.raises(DatasetError, match=r"meta\.json"):
         load_samples(tmp_path)
     (tmp_path / "meta.json").write_text(json.dumps({"source": "other"}))
     with pytest.raises(DatasetError, match="source"):
         load_samples(tmp_path)
     (tmp_path / "meta.json").write_text(json.dumps({"source": "ml100k"}))
-    with pytest.raises(DatasetError, match="behaviors.parquet"):
+    with pytest.raises(DatasetError, match=r"behaviors\.parquet"):
         load_samples(tmp_path)

@@ -26,8 +26,8 @@ def test_measure_reports_the_fixed_fields() -> None:
         faiss.omp_set_num_threads(threads[1])
     assert set(out) == {"forward_p50_ms", "forward_only_p50_ms", "explore_p50_ms", "explore_ratio",
                         "full_attention_p50_ms", "speedup_vs_full_attention"}  # fmt: skip
-    assert out["explore_p50_ms"] is None and out["explore_ratio"] is None
-    for key in ("forward_p50_ms", "forward_only_p50_ms", "full_attention_p50_ms", "speedup_vs_full_attention"):
+    for key in ("forward_p50_ms", "forward_only_p50_ms", "full_attention_p50_ms", "speedup_vs_full_attention",
+                "explore_p50_ms", "explore_ratio"):
         assert math.isfinite(out[key]) and out[key] > 0
 
 

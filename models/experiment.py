@@ -1,0 +1,238 @@
+"""`longrank experiment`: every variant × several seeds on one dataset and one split, summarised in one table.
+
+For each seed, every variant is trained (models.train) on the same samples and evaluated on the same test split;
+the table holds the mean and standard deviation over seeds of test AUC and GAUC, the mean logloss and the mean
+wall time of a run. On synthetic data it also holds the oracle AUC (the ground-truth ``p_true`` on the test
+samples) and, per variant, the share of the AUC gap between ``din`` (short history only) and the oracle that the
+variant closes: (auc − auc_din) / (oracle − auc_din).
+
+Runs are spread over ``workers`` processes started with "spawn" (never fork after torch/Faiss are loaded), one
+torch thread each, so two cores run two trainings at once. Each worker loads the samples once and keeps the
+split features it built (they depend on the feature settings, not on the seed), so seeds share that work.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.config import VARIANTS
+
+DATASETS = ("ml100k", "synthetic")
+DEFAULT_CACHE = Path("var") / "datasets"
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    dataset: str
+    seeds: int = 3
+    data_dir: Path | None = None
+    models: tuple[str, ...] = VARIANTS
+    users: int = 2_000
+    min_length: int = 2_000
+    length: int = 10_000
+    workers: int = 2
+    cache_dir: Path = DEFAULT_CACHE
+    train: dict[str, Any] = field(default_factory=dict)  # TrainOptions fields (epochs, lr, max_len, overrides...)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if self.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {self.seeds}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        unknown = [m for m in self.models if m not in VARIANTS]
+        if unknown or not self.models:
+            raise ValueError(f"--models {list(self.models)}: each must be one of {', '.join(VARIANTS)}")
+        if self.users < 1 or self.min_length < 1 or self.length < self.min_length:
+            raise ValueError(
+                f"--users {self.users} must be >= 1 and 1 <= --min-length {self.min_length} <= --length {self.length}"
+            )
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def ensure_dataset(spec: ExperimentSpec) -> Path:
+    """The dataset directory: --data as given, else built once under the cache directory and reused."""
+    if spec.data_dir is not None:
+        return spec.data_dir
+    if spec.dataset == "ml100k":
+        out = spec.cache_dir / "ml100k"
+    else:
+        out = spec.cache_dir / f"synthetic-u{spec.users}-l{spec.min_length}-{spec.length}-s0"
+    if (out / "meta.json").is_file():
+        return out
+    _say(f"building dataset {out}")
+    if spec.dataset == "ml100k":
+        from models.data.movielens import write_ml100k
+
+        write_ml100k(out)
+    else:
+        from models.data.synthetic import SyntheticConfig, write_synthetic
+
+        cfg = SyntheticConfig(users=spec.users, length=spec.length, min_length=spec.min_length, seed=0)
+        write_synthetic(out, cfg, progress=spec.progress)
+    return out
+
+
+# -- worker side ------------------------------------------------------------------------------------------------
+
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(data_dir: str) -> None:
+    from models.data.samples import load_samples
+    from models.runtime import set_threads
+
+    set_threads(1)
+    _STATE["samples"] = load_samples(data_dir)
+    _STATE["features"] = {}
+
+
+def _feature_source(max_len: int | None) -> Callable[..., Any]:
+    from models.batches import FeatureCache
+
+    caches: dict[str, FeatureCache] = _STATE["features"]
+    samples = _STATE["samples"]
+
+    def source(key: str, split: Any, config: Any, gsu: Any) -> FeatureCache:
+        if key not in caches:
+            caches[key] = FeatureCache(samples, split, config, gsu, max_len, progress=False)
+        return caches[key]
+
+    return source
+
+
+def _run_one(model: str, seed: int, train_options: dict[str, Any]) -> dict[str, Any]:
+    from models.train import TrainOptions, train
+
+    samples = _STATE["samples"]
+    options = TrainOptions(model=model, seed=seed, threads=1, progress=False, **train_options)
+    result = train(samples, options, _feature_source(options.max_len))
+    return {
+        "model": model,
+        "seed": seed,
+        "test": result.test,
+        "valid": result.valid,
+        "best_epoch": result.best_epoch,
+        "seconds": result.seconds,
+    }
+
+
+# -- driver -----------------------------------------------------------------------------------------------------
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    clean = [v for v in values if not math.isnan(v)]
+    return round(statistics.fmean(clean), 6) if clean else None
+
+
+def _std(values: Sequence[float]) -> float | None:
+    clean = [v for v in values if not math.isnan(v)]
+    return round(statistics.stdev(clean), 6) if len(clean) > 1 else (0.0 if clean else None)
+
+
+def summarise(runs: Sequence[dict[str, Any]], models: Sequence[str]) -> dict[str, dict[str, Any]]:
+    table: dict[str, dict[str, Any]] = {}
+    for model in models:
+        mine = sorted((r for r in runs if r["model"] == model), key=lambda r: r["seed"])
+        auc = [r["test"]["auc"] for r in mine]
+        gauc = [r["test"]["gauc"] for r in mine]
+        table[model] = {
+            "auc_mean": _mean(auc),
+            "auc_std": _std(auc),
+            "gauc_mean": _mean(gauc),
+            "gauc_std": _std(gauc),
+            "logloss_mean": _mean([r["test"]["logloss"] for r in mine]),
+            "seconds_mean": _mean([r["seconds"] for r in mine]),
+            "best_epochs": [r["best_epoch"] for r in mine],
+            "seeds": [r["seed"] for r in mine],
+        }
+    return table
+
+
+def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
+    from models.data.samples import load_samples
+    from models.metrics import auc
+    from models.train import TrainOptions
+
+    TrainOptions(model=spec.models[0], **spec.train)  # validate the training options before any work
+    data_dir = ensure_dataset(spec)
+    samples = load_samples(data_dir)
+    dataset = {**samples.describe(), "dir": str(data_dir)}
+    oracle = None
+    if samples.test.p_true is not None:  # synthetic: the ground truth's AUC on the test samples
+        value = auc(samples.test.label, samples.test.p_true)
+        oracle = None if math.isnan(value) else round(value, 6)
+    del samples
+    jobs = [(model, seed) for seed in range(spec.seeds) for model in spec.models]
+    runs: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    workers = min(spec.workers, len(jobs))
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(str(data_dir),)) as pool:
+        futures = {pool.submit(_run_one, model, seed, dict(spec.train)): (model, seed) for model, seed in jobs}
+        for done, future in enumerate(as_completed(futures), start=1):
+            run = future.result()
+            runs.append(run)
+            if spec.progress:
+                t = run["test"]
+                _say(
+                    f"[{done}/{len(jobs)}] {run['model']} seed {run['seed']}: test AUC {t['auc']:.4f} "
+                    f"GAUC {t['gauc']:.4f} logloss {t['logloss']:.4f} ({run['seconds']:.0f} s, "
+                    f"best epoch {run['best_epoch']})"
+                )
+    table = summarise(runs, spec.models)
+    out: dict[str, Any] = {"models": table, "oracle_auc": oracle, "dataset": dataset}
+    if oracle is not None and "din" in table and table["din"]["auc_mean"] is not None:
+        din = table["din"]["auc_mean"]
+        gap = oracle - din
+        out["gap_closed_vs_din"] = {
+            m: (round((row["auc_mean"] - din) / gap, 4) if gap > 0 and row["auc_mean"] is not None else None)
+            for m, row in table.items()
+        }
+    out["settings"] = {
+        "seeds": spec.seeds,
+        "workers": workers,
+        "train": spec.train,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    return out
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The readable form of the result (without --json)."""
+    lines = [f"{'model':<10} {'AUC':>16} {'GAUC':>16} {'logloss':>8} {'s/run':>7}"]
+    for name, row in result["models"].items():
+
+        def cell(mean: float | None, std: float | None) -> str:
+            return "n/a" if mean is None else f"{mean:.4f} ± {std or 0:.4f}"
+
+        lines.append(
+            f"{name:<10} {cell(row['auc_mean'], row['auc_std']):>16} {cell(row['gauc_mean'], row['gauc_std']):>16} "
+            f"{row['logloss_mean'] or float('nan'):>8.4f} {row['seconds_mean'] or float('nan'):>7.1f}"
+        )
+    if result.get("oracle_auc") is not None:
+        lines.append(f"oracle AUC (p_true on test): {result['oracle_auc']:.4f}")
+    for name, share in (result.get("gap_closed_vs_din") or {}).items():
+        if share is not None and name != "din":
+            lines.append(f"  {name}: closes {100 * share:.1f}% of the din→oracle AUC gap")
+    ds = result["dataset"]
+    lines.append(
+        f"dataset {ds['source']} ({ds['dir']}): {ds['users']} users, {ds['behaviors']} behaviours, "
+        f"train/valid/test {ds['train_samples']}/{ds['valid_samples']}/{ds['test_samples']}"
+    )
+    return "\n".join(lines)
+

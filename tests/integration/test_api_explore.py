@@ -1,0 +1,169 @@
+"""AGE exploration through POST /v1/rank: flags, budget, the JSONL log, the kill switch, the impression limit and
+the DGU gate, on real stores (memory and the test Redis) and real torch artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import torch
+from fastapi.testclient import TestClient
+
+from models.age import DynamicGatingUnit
+from models.artifacts import load, save
+from serving.app import create_app
+from serving.exploration_log import RECORD_FIELDS, read_records
+from serving.settings import Settings
+
+NOW = int(time.time())
+EXPLORE = {"explore_lambda": 50.0, "explore_dropout": 0.3, "explore_budget": 2}
+
+
+def _url(kind: str) -> tuple[str, str]:
+    if kind == "redis":
+        base = os.environ.get("LONGRANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+        prefix = f"test-explore-{uuid.uuid4().hex[:8]}"
+        return f"{base}?key_prefix={prefix}", prefix
+    return "memory://", ""
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_client(request: pytest.FixtureRequest, tmp_path: Path, artifact_dir: Path) -> Iterator[
+        Callable[..., TestClient]]:
+    url, prefix = _url(request.param)
+    opened: list[Any] = []
+
+    def make(**overrides: Any) -> TestClient:
+        settings = Settings(store_url=url, artifact=overrides.pop("artifact", artifact_dir),
+                            explore_log=str(tmp_path / "explore.jsonl"), **{**EXPLORE, **overrides})
+        ctx = TestClient(create_app(settings))
+        client = ctx.__enter__()
+        opened.append(ctx)
+        return client
+
+    yield make
+    for ctx in opened:
+        ctx.__exit__(None, None, None)
+    if prefix:
+        base = os.environ.get("LONGRANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+        client = redis.Redis.from_url(base)
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def candidates(n: int, start: int = 1000) -> list[dict[str, int]]:
+    return [{"item_id": start + i, "category_id": i % 5} for i in range(n)]
+
+
+def rank(client: TestClient, n: int = 30, top_n: int = 10, **extra: Any) -> dict[str, Any]:
+    r = client.post("/v1/rank", json={"user_id": "u1", "candidates": candidates(n), "top_n": top_n, **extra})
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_explore_flags_items_within_budget_and_logs_them(make_client: Callable[..., TestClient],
+                                                         tmp_path: Path) -> None:
+    client = make_client()
+    seen = 0
+    for i in range(6):
+        body = rank(client, explore=True, request_id=f"r{i}")
+        items = body["items"]
+        explored = [it for it in items if it["explored"]]
+        assert len(explored) <= 2
+        assert all(it["score"] > it["pctr"] for it in explored)
+        assert all(it["score"] == it["pctr"] for it in items if not it["explored"])
+        assert [it["score"] for it in items] == sorted((it["score"] for it in items), reverse=True)
+        seen += len(explored)
+    assert seen > 0, "a large λ with dropout 0.3 must explore something"
+
+    records = list(read_records(str(tmp_path / "explore.jsonl")))
+    assert [r["request_id"] for r in records] == [f"r{i}" for i in range(6)]
+    last = records[-1]
+    assert set(RECORD_FIELDS) <= set(last)
+    assert last["user_id"] == "u1" and last["policy"] == "ts" and last["params"]["lam"] == 50.0
+    assert last["params"]["budget"] == 2 and last["params"]["gate"] == "none"
+    assert last["candidates"] == [c["item_id"] for c in candidates(30)]
+    assert len(last["pctr"]) == len(last["explored_score"]) == len(last["eligible"]) == 30
+    assert len(last["order"]) == len(last["explored"]) == 10
+    shown = [last["candidates"][i] for i in last["order"]]
+    assert shown == [it["item_id"] for it in body["items"]]
+    assert last["explored"] == [it["explored"] for it in body["items"]]
+    assert last["propensity"] is None and last["model_version"] == body["model_version"]
+    timing = client.post("/v1/rank", json={"user_id": "u1", "candidates": candidates(5), "explore": True})
+    assert "explore;dur=" in timing.headers["server-timing"]
+    metrics = client.get("/metrics").text
+    assert any(line.startswith("longrank_explored_items_total ") and float(line.split()[1]) >= seen
+               for line in metrics.splitlines())
+
+
+def test_same_request_id_explores_the_same_way(make_client: Callable[..., TestClient]) -> None:
+    client = make_client()
+    a = rank(client, explore=True, request_id="same")
+    b = rank(client, explore=True, request_id="same")
+    assert a["items"] == b["items"]
+
+
+def test_not_explored_unless_asked_or_sampled(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
+    client = make_client()
+    assert not any(it["explored"] for it in rank(client)["items"])
+    assert not any(it["explored"] for it in rank(client, explore=False)["items"])
+    assert not (tmp_path / "explore.jsonl").exists()
+    always = make_client(explore_fraction=1.0)
+    rank(always, request_id="by-fraction")
+    assert [r["request_id"] for r in read_records(str(tmp_path / "explore.jsonl"))] == ["by-fraction"]
+
+
+def test_kill_switch_turns_exploration_off(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
+    client = make_client(explore_enabled=False, explore_fraction=1.0)
+    for i in range(4):
+        assert not any(it["explored"] for it in rank(client, explore=True, request_id=f"k{i}")["items"])
+    assert not (tmp_path / "explore.jsonl").exists()
+
+
+def test_items_over_the_impression_limit_are_never_explored(make_client: Callable[..., TestClient],
+                                                            tmp_path: Path) -> None:
+    client = make_client(explore_max_impressions=2, explore_budget=30)
+    cands = candidates(30)
+    keep = {cands[3]["item_id"], cands[7]["item_id"]}
+    views = [{"user_id": f"v{k}", "item_id": c["item_id"], "category_id": c["category_id"], "ts": NOW - 100,
+              "action": 0, "event_id": f"view-{k}-{c['item_id']}"} for c in cands if c["item_id"] not in keep
+             for k in range(2)]
+    r = client.post("/v1/events", json={"events": views})
+    assert r.json() == {"accepted": len(views), "duplicates": 0}
+    again = client.post("/v1/events", json={"events": views})  # a retried batch: duplicates, not impressions
+    assert again.json()["duplicates"] == len(views)
+    explored: set[int] = set()
+    for i in range(8):
+        body = rank(client, top_n=30, explore=True, request_id=f"imp{i}")
+        explored |= {it["item_id"] for it in body["items"] if it["explored"]}
+    assert explored and explored <= keep
+    record = list(read_records(str(tmp_path / "explore.jsonl")))[-1]
+    eligible = {item for item, ok in zip(record["candidates"], record["eligible"], strict=True) if ok}
+    assert eligible == keep
+    for k in ("v0", "v1"):
+        client.delete(f"/v1/users/{k}")
+
+
+def test_a_dgu_above_every_pctr_gates_everything_out(make_client: Callable[..., TestClient],
+                                                     artifact_dir: Path, tmp_path: Path) -> None:
+    art = load(artifact_dir)
+    dgu = DynamicGatingUnit(art.config.behavior_dim, 4)
+    with torch.no_grad():
+        dgu.net[-1].bias.fill_(40.0)
+    save(art.model, art.config, tmp_path / "gated", dgu=dgu)
+    client = make_client(artifact=tmp_path / "gated")
+    for i in range(4):
+        assert not any(it["explored"] for it in rank(client, explore=True, request_id=f"g{i}")["items"])
+    record = json.loads((tmp_path / "explore.jsonl").read_text().splitlines()[-1])
+    assert record["params"]["gate"] == "dgu"
+    assert record["explored_score"] == record["pctr"]
