@@ -8,7 +8,7 @@ LONGRANK_HOST ?= 127.0.0.1
 LONGRANK_PORT ?= 8000
 export LONGRANK_HOST LONGRANK_PORT
 
-.PHONY: serve test lint bench clean-venv
+.PHONY: serve test lint bench clean-venv stack
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	scripts/with-redis.sh sh -c '$(BIN)/longrank bench store --json && $(BIN)/longrank bench gsu --json && $(BIN)/longrank bench model --json'
+
+# docker-compose.yml's topology as local processes: redis-server with docker/redis.conf (port 6390, files in
+# var/stack/redis), the bootstrap (ml100k -> sim_can -> ingest; skipped when done), and STACK_WORKERS ranker
+# workers on LONGRANK_PORT. Ctrl-C stops everything.
+STACK_WORKERS ?= 2
+stack: $(STAMP)
+	$(BIN)/python -m serving.stack.run --workers $(STACK_WORKERS) --port $(LONGRANK_PORT) $(STACK_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -12,14 +12,16 @@ For a candidate with input embedding h (item ⊕ category, ``EmbeddingArch.candi
 Cost (one request of C candidates): ONE forward with h as a leaf tensor and ONE batched backward give pCTR and ĝ for
 all C candidates at once (candidates are independent rows, so ∂Σf/∂h_c = ∂f_c/∂h_c); the N dropout samples are
 one batched pass of the OverArch over [N, C, ·] (dropout sits only in the OverArch, so the branches below it are
-computed once); then one forward of the rows that actually moved (σ·eligible·δ ≠ 0). No Python loop over
+computed once); the h-independent parts of the forward (behaviour embeddings, CAN's co-action output:
+``RankerModel.context``) are computed once, outside the graph, and reused; then one forward of the rows that
+actually moved (σ·eligible·δ ≠ 0). No Python loop over
 candidates. With λ = 0 nothing moves and the scores are the deterministic ones, bit for bit.
 
 MC dropout without touching shared state: the model object is shared by concurrent requests, so it is never
 switched to train mode. The dropout samples are drawn FUNCTIONALLY: ``dropout_probs`` walks the OverArch's layers
 and multiplies explicit Bernoulli masks (from a per-request ``torch.Generator``, so a request's draws are
-reproducible) after each hidden activation — the positions where the model was trained with dropout — with the
-AGE dropout rate (0.01 in the paper), not the training rate.
+reproducible) on the last hidden layer of the OverArch — one of the positions where the model was trained with
+dropout — with the AGE dropout rate (0.01 in the paper), not the training rate.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from models.features import Batch
-from models.ranker import OverArch, RankerModel
+from models.ranker import CandidateFree, OverArch, RankerModel
 
 POLICIES = ("ts", "ucb")
 _EPS = 1e-12
@@ -131,17 +133,17 @@ def take_candidates(batch: Batch, rows: Tensor) -> Batch:
 def dropout_probs(over: OverArch, x: Tensor, p: float, n: int, generator: torch.Generator | None) -> Tensor:
     """N MC-dropout predictions [n, C] (probabilities) of the OverArch on its input x [C, in].
 
-    Functional: the layers' own weights, explicit masks after each hidden activation, no mode switch. The first
-    Linear + activation is shared by all samples (no dropout before it), so only the later layers run n times."""
+    Functional: the layers' own weights, an explicit mask on the LAST hidden layer's output (last-layer MC
+    dropout), no mode switch. Everything below that layer is shared by all samples, so the n samples cost one
+    [n, C, width] mask and the output layer's dot products — N = 20 costs about what one forward of the top layer
+    does (dropout at every hidden layer made UCB's 20 samples cost more than the forward itself)."""
     layers = [m for m in over.mlp.net if not isinstance(m, nn.Dropout)]
-    linear_at = [i for i, m in enumerate(layers) if isinstance(m, nn.Linear)]
-    last = linear_at[-1]
+    last = [i for i, m in enumerate(layers) if isinstance(m, nn.Linear)][-1]
     h = x
     expanded = False
     for i, layer in enumerate(layers):
         h = layer(h)
-        hidden_activation = not isinstance(layer, nn.Linear) and i < last
-        if hidden_activation and p > 0:
+        if i == last - 1 and p > 0:  # the activation feeding the output Linear
             if not expanded:
                 h = h.unsqueeze(0).expand(n, *h.shape)  # [n,C,w]
                 expanded = True
@@ -153,11 +155,16 @@ def dropout_probs(over: OverArch, x: Tensor, p: float, n: int, generator: torch.
     return probs
 
 
-def _grad(model: RankerModel, batch: Batch, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(logit [C], over input x [C,in], ∂Σlogit/∂h [C,d]) — one forward and one backward for all rows."""
+def _grad(model: RankerModel, batch: Batch, h: Tensor, ctx: CandidateFree | None = None
+          ) -> tuple[Tensor, Tensor, Tensor]:
+    """(logit [C], over input x [C,in], ∂Σlogit/∂h [C,d]) — one forward and one backward for all rows. The
+    h-independent parts (``ctx``) are computed outside the graph, so the backward only runs through h's paths."""
+    if ctx is None:
+        with torch.no_grad():
+            ctx = model.context(batch)
     with torch.inference_mode(False), torch.enable_grad():
         leaf = h.detach().clone().requires_grad_(True)
-        x = model.over_input(batch, leaf)
+        x = model.over_input(batch, leaf, ctx)
         logit = model.over(x)
         (grad,) = torch.autograd.grad(logit.sum(), leaf)
     return logit.detach(), x.detach(), grad
@@ -182,8 +189,10 @@ def explore(
     ``eligible`` [C] (e.g. fewer than N impressions) limits which rows may move; ``dgu`` gates them further
     (σ = 1[pCTR > DGU(h)]; without a DGU every eligible row is gated in). The model is only read."""
     c = batch.n_candidates
-    h0 = model.embedding.candidate(batch.cand_item, batch.cand_cat).detach()  # [C,d]
-    logit, x, grad = _grad(model, batch, h0)
+    with torch.no_grad():
+        h0 = model.embedding.candidate(batch.cand_item, batch.cand_cat)  # [C,d]
+        ctx = model.context(batch)
+    logit, x, grad = _grad(model, batch, h0, ctx)
     with torch.no_grad():
         pctr = torch.sigmoid(logit)  # [C]
         draws = dropout_probs(model.over, x, params.dropout, params.n_draws, generator)  # [n,C]
@@ -200,8 +209,8 @@ def explore(
             moved = step != 0
             rows = torch.nonzero(moved).squeeze(-1)
             if len(rows):
-                score[rows] = _moved_scores(model, take_candidates(batch, rows), h0[rows], _unit(grad[rows]),
-                                            step[rows], params.pgd_steps)  # fmt: skip
+                score[rows] = _moved_scores(model, take_candidates(batch, rows), ctx.take(rows), h0[rows],
+                                            _unit(grad[rows]), step[rows], params.pgd_steps)  # fmt: skip
     return Exploration(
         pctr=pctr.numpy().astype(np.float32, copy=False),
         score=score.numpy().astype(np.float32, copy=False),
@@ -212,15 +221,38 @@ def explore(
     )
 
 
-def _moved_scores(model: RankerModel, sub: Batch, h: Tensor, g_hat: Tensor, step: Tensor, steps: int) -> Tensor:
+def _moved_scores(model: RankerModel, sub: Batch, ctx: CandidateFree, h: Tensor, g_hat: Tensor, step: Tensor,
+                  steps: int) -> Tensor:
     """f(h_T) for the moving rows: FGM (T = 1) is h + s·ĝ; PGD takes T steps of s/T along the current normalised
     gradient, each projected back into the ball of radius |s| around h."""
     s = step[:, None]  # [R,1]
     moved = h + s / steps * g_hat
     for _ in range(steps - 1):
-        _, _, grad = _grad(model, sub, moved)
+        _, _, grad = _grad(model, sub, moved, ctx)
         offset = moved + s / steps * _unit(grad) - h
         norm = offset.norm(dim=-1, keepdim=True)
         radius = s.abs()
         moved = h + offset * torch.where(norm > radius, radius / norm.clamp(min=_EPS), torch.ones_like(norm))
-    return torch.sigmoid(model.over(model.over_input(sub, moved)))
+    return torch.sigmoid(model.over(model.over_input(sub, moved, ctx)))
+
+
+def apply_budget(
+    pctr: npt.NDArray[np.float32], explored_score: npt.NDArray[np.float32], moved: npt.NDArray[np.bool_],
+    top_n: int, budget: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """(order cut to top_n, ranking score, explored flags) with at most ``budget`` explored items in top_n.
+
+    Explored = moved and ŷ_e > pCTR. While top_n holds more than ``budget`` explored items, the lowest-ranked
+    ones among them fall back to their pCTR (and lose the flag) and the list is sorted again; this ends because
+    every round removes flags and none are added."""
+    explored = moved & (explored_score > pctr)
+    ranking = np.where(explored, explored_score, pctr).astype(np.float32)
+    index = np.arange(len(pctr))
+    while True:
+        order = np.lexsort((index, -ranking))[:top_n].astype(np.int64)
+        inside = order[explored[order]]
+        if len(inside) <= budget:
+            return order, ranking, explored
+        drop = inside[budget:]
+        ranking[drop] = pctr[drop]
+        explored[drop] = False

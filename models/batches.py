@@ -14,7 +14,7 @@ different histories and a different "now". Two ways to get a batch:
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from models.config import ModelConfig
 from models.data.samples import Samples, Split
-from models.features import Batch, Searcher, build_batch
+from models.features import Batch, RetrievedLike, Searcher, build_batch
+from retrieval.events import Behaviors
 
 Rows = npt.NDArray[np.intp]
 
@@ -37,6 +38,9 @@ def build_rows(
         start = 0 if max_len is None else max(0, end - max_len)
         histories.append(samples.histories[user][start:end])
     n = len(rows)
+    retrieved = None
+    if config.gsu != "none" and gsu is not None:
+        retrieved = _search_grouped(histories, split.user[rows], split.hist_len[rows], split, rows, gsu)
     return build_batch(
         histories,
         np.arange(n, dtype=np.int64),
@@ -44,8 +48,58 @@ def build_rows(
         split.category[rows],
         split.ts[rows],
         config,
-        gsu if config.gsu != "none" else None,
+        None,
+        retrieved=retrieved,
     )
+
+
+def _search_grouped(
+    histories: list[Behaviors],
+    users: npt.NDArray[np.integer],
+    hist_lens: npt.NDArray[np.integer],
+    split: Split,
+    rows: Rows,
+    gsu: Searcher,
+) -> list[RetrievedLike]:
+    """One GSU search per distinct (user, history length) for all its samples, then one result per sample.
+
+    The search does not depend on "now", so samples sharing a history (synthetic data: every sample of a user
+    comes after the whole history) share one search — the way serving searches once per request for all its
+    candidates. The result per sample is exactly what a search for that sample alone returns."""
+    key = users.astype(np.int64) * (1 << 32) + hist_lens.astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(order) else np.zeros(0, np.intp)
+    ends = np.r_[starts[1:], len(order)].astype(np.intp)
+    out: list[RetrievedLike | None] = [None] * len(rows)
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        members = order[start:end]
+        cats = split.category[rows[members]].astype(np.int64)
+        found = gsu.search(histories[int(members[0])], split.item[rows[members]], cats)
+        for j, member in enumerate(members.tolist()):
+            out[member] = _row(found, j)
+    return [r for r in out if r is not None]
+
+
+def _row(found: RetrievedLike, j: int) -> RetrievedLike:
+    return _OneRow(
+        item_id=found.item_id[j : j + 1],
+        category_id=found.category_id[j : j + 1],
+        ts=found.ts[j : j + 1],
+        action=found.action[j : j + 1],
+        mask=found.mask[j : j + 1],
+    )
+
+
+@dataclass(frozen=True)
+class _OneRow:
+    """One candidate's slice of a GSU result ([1, K] arrays)."""
+
+    item_id: npt.NDArray[np.int64]
+    category_id: npt.NDArray[np.int64]
+    ts: npt.NDArray[np.int64]
+    action: npt.NDArray[np.int64]
+    mask: npt.NDArray[np.bool_]
 
 
 def _compact(tensor: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,24 @@ class RankerOutput(NamedTuple):
     aux_logits: Tensor | None  # [C] GSU auxiliary CTR logit (soft search only), else None
 
 
+class CandidateFree(NamedTuple):
+    """The parts of a forward that do not depend on the candidate embedding h (RankerModel.context)."""
+
+    short_seq: Tensor  # [U,S,d] short-term behaviour embeddings
+    long_seq: Tensor | None  # [C,K,d] the GSU's behaviours per candidate (SIM)
+    full_seq: Tensor | None  # [U,L,d] the whole sequence (din_long)
+    coaction: Tensor | None  # [C, can_out] CAN's output (induced by the candidate's ids)
+
+    def take(self, rows: Tensor) -> CandidateFree:
+        """The per-candidate parts restricted to candidate ``rows`` (user-side parts shared)."""
+        return CandidateFree(
+            self.short_seq,
+            None if self.long_seq is None else self.long_seq.index_select(0, rows),
+            self.full_seq,
+            None if self.coaction is None else self.coaction.index_select(0, rows),
+        )
+
+
 class EmbeddingArch(nn.Module):
     """Hashed id embeddings shared by the short, long and full branches (bucket 0 = padding = zeros).
     A behaviour is item ⊕ category, plus an action embedding of the same size (added, like a position
@@ -225,22 +243,41 @@ class RankerModel(nn.Module):
             aux = self.gsu(batch.cand_item, item, mask)  # [C]
         return RankerOutput(logits, aux)
 
-    def over_input(self, batch: Batch, cand: Tensor) -> Tensor:
-        """The OverArch's input [C, in] for candidate embeddings ``cand`` [C,d] (normally
-        ``embedding.candidate(...)``). Taking ``cand`` as an argument lets AGE (models/age.py) pass a leaf tensor and
-        get ∂f/∂h for every candidate in one backward pass; ``forward`` is exactly ``over(over_input(...))``."""
-        emb, user_of = self.embedding, batch.user_of
+    def context(self, batch: Batch) -> CandidateFree:
+        """Everything of the OverArch's input that does not depend on the candidate embedding: the behaviour
+        embeddings of each branch and CAN's co-action output (induced by the candidate's ids, not by h)."""
+        emb = self.embedding
         short_seq = emb.behaviors(batch.short_item, batch.short_cat, batch.short_action)  # [U,S,d]
-        parts = [cand, self.short(cand, short_seq, batch.short_mask, user_of)]  # [C,d] each
+        long_seq = full_seq = coaction = None
         if self.long is not None:
-            item, cat, action, dt, mask = _need(batch, "long_item", "long_cat", "long_action", "long_dt", "long_mask")
-            parts.append(self.long(cand, emb.behaviors(item, cat, action), dt, mask))  # [C, heads·(d+t)]
+            item, cat, action = _need(batch, "long_item", "long_cat", "long_action")
+            long_seq = emb.behaviors(item, cat, action)  # [C,K,d]
         if self.full is not None:
-            item, cat, action, mask = _need(batch, "full_item", "full_cat", "full_action", "full_mask")
-            parts.append(self.full(cand, emb.behaviors(item, cat, action), mask, user_of))  # [C,d]
+            item, cat, action = _need(batch, "full_item", "full_cat", "full_action")
+            full_seq = emb.behaviors(item, cat, action)  # [U,L,d]
         if self.coaction is not None:
             feed = emb.item(batch.short_item)  # [U,S,item_dim]
-            parts.append(self.coaction(batch.cand_item, batch.cand_cat, feed, batch.short_mask, user_of))
+            coaction = self.coaction(batch.cand_item, batch.cand_cat, feed, batch.short_mask, batch.user_of)
+        return CandidateFree(short_seq, long_seq, full_seq, coaction)
+
+    def over_input(self, batch: Batch, cand: Tensor, ctx: CandidateFree | None = None) -> Tensor:
+        """The OverArch's input [C, in] for candidate embeddings ``cand`` [C,d] (normally
+        ``embedding.candidate(...)``), from ``ctx = context(batch)`` (computed here when not given). Taking
+        ``cand`` as an argument lets AGE (models/age.py) pass a leaf tensor and get ∂f/∂h for every candidate in
+        one backward pass, with ``ctx`` computed once outside the graph; ``forward`` is exactly
+        ``over(over_input(...))``."""
+        ctx = self.context(batch) if ctx is None else ctx
+        parts = [cand, self.short(cand, ctx.short_seq, batch.short_mask, batch.user_of)]  # [C,d] each
+        if self.long is not None:
+            dt, mask = _need(batch, "long_dt", "long_mask")
+            assert ctx.long_seq is not None
+            parts.append(self.long(cand, ctx.long_seq, dt, mask))  # [C, heads·(d+t)]
+        if self.full is not None:
+            (mask,) = _need(batch, "full_mask")
+            assert ctx.full_seq is not None
+            parts.append(self.full(cand, ctx.full_seq, mask, batch.user_of))  # [C,d]
+        if ctx.coaction is not None:
+            parts.append(ctx.coaction)  # [C, can_out]
         return torch.cat(parts, dim=-1)  # [C, in]
 
     def gsu_tables(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:

@@ -65,6 +65,7 @@ class TrainOptions:
     patience: int = 1
     aux_weight: float = 1.0
     weight_decay: float = 0.0
+    coaction_lr_scale: float = 0.03  # CAN induction tables: lr × this (at 1.0 they overfit ML-100K after 1 epoch)
     overrides: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
 
@@ -85,6 +86,8 @@ class TrainOptions:
             raise ValueError(f"--max-len must be >= 1, got {self.max_len}")
         if not self.lr > 0:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
+        if not self.coaction_lr_scale > 0:
+            raise ValueError(f"coaction_lr_scale must be > 0, got {self.coaction_lr_scale}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
         if self.seed < 0:
@@ -196,6 +199,43 @@ class _Features:
                 yield build_rows(self.samples, split, rows, self.config, self.gsu, self.options.max_len)
 
 
+SPARSE_MIN_ROWS = 1024
+
+
+def make_optimizers(model: RankerModel, options: TrainOptions) -> list[torch.optim.Optimizer]:
+    """Adam for the dense parameters; SparseAdam (lazy Adam) for the large id tables.
+
+    The hashed item tables (item_buckets rows, and CAN's induction table of item_buckets × D' = 160) are switched
+    to sparse gradients for training: a batch touches a few hundred rows, and dense Adam would update every one
+    of millions of parameters per step (measured on ML-100K with 2^17 buckets: 70 ms of a step's time).
+    ``sparse`` only changes how the gradient is represented; the saved weights and serving are unaffected."""
+    induction = {id(p) for p in model.coaction.parameters()} if model.coaction is not None else set()
+    sparse: list[torch.Tensor] = []
+    sparse_induction: list[torch.Tensor] = []
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) and module.num_embeddings >= SPARSE_MIN_ROWS:
+            module.sparse = True
+            (sparse_induction if id(module.weight) in induction else sparse).append(module.weight)
+    sparse_ids = {id(p) for p in (*sparse, *sparse_induction)}
+    dense = [p for p in model.parameters() if id(p) not in sparse_ids and id(p) not in induction]
+    dense_induction = [p for p in model.parameters() if id(p) not in sparse_ids and id(p) in induction]
+    scaled = options.lr * options.coaction_lr_scale
+    dense_groups: list[dict[str, Any]] = [{"params": dense}]
+    if dense_induction:
+        dense_groups.append({"params": dense_induction, "lr": scaled})
+    optimizers: list[torch.optim.Optimizer] = [
+        torch.optim.Adam(dense_groups, lr=options.lr, weight_decay=options.weight_decay)
+    ]
+    sparse_groups: list[dict[str, Any]] = []
+    if sparse:
+        sparse_groups.append({"params": sparse})
+    if sparse_induction:
+        sparse_groups.append({"params": sparse_induction, "lr": scaled})
+    if sparse_groups:
+        optimizers.append(torch.optim.SparseAdam(sparse_groups, lr=options.lr))
+    return optimizers
+
+
 def predict(model: RankerModel, features: _Features, name: str, split: Split, size: int) -> npt.NDArray[np.float32]:
     """pCTR of every sample of a split, in split order (model switched to eval mode)."""
     model.eval()
@@ -218,8 +258,8 @@ def train(samples: Samples, options: TrainOptions, source: FeatureSource | None 
     rng = seed_everything(options.seed)
     config = build_config(samples, options)
     model = RankerModel(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=options.lr_decay)
+    optimizers = make_optimizers(model, options)
+    schedulers = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=options.lr_decay) for o in optimizers]
     bce = nn.BCEWithLogitsLoss()
     features = _Features(samples, config, options, source)
     train_split, valid_split = samples.train, samples.valid
@@ -246,22 +286,25 @@ def train(samples: Samples, options: TrainOptions, source: FeatureSource | None 
             loss = bce(out.logits, target)
             if out.aux_logits is not None:
                 loss = loss + options.aux_weight * bce(out.aux_logits, target)
-            optimizer.zero_grad(set_to_none=True)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            for optimizer in optimizers:
+                optimizer.step()
             total += float(loss.detach()) * len(target)
             seen += len(target)
             bar.update(len(target))
             bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
         bar.close()
-        scheduler.step()
+        for scheduler in schedulers:
+            scheduler.step()
         index = None
         if soft:
             index = _refresh_index(model, config, options.seed)
             features.use_index(index)
         probs = predict(model, features, "valid", valid_split, options.eval_batch_size)
         valid = evaluate(valid_split.user, valid_split.label, probs)
-        row = {"epoch": float(epoch), "train_loss": total / max(1, seen), "lr": optimizer.param_groups[0]["lr"]}
+        row = {"epoch": float(epoch), "train_loss": total / max(1, seen), "lr": optimizers[0].param_groups[0]["lr"]}
         row.update({f"valid_{k}": v for k, v in valid.items()})
         history.append(row)
         if options.progress:

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from models.age import AGEParams, explore
+from models.age import AGEParams, apply_budget, explore
 from models.features import build_batch, score
 from retrieval.events import empty_behaviors
 from retrieval.gsu import HardSearch, Retrieved
@@ -71,28 +71,6 @@ class ExplorePolicy:
 def request_seed(request_id: str) -> int:
     """The dropout draws of a request are seeded by its id, so a logged request can be replayed exactly."""
     return int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "little") & (2**63 - 1)
-
-
-def apply_budget(
-    pctr: npt.NDArray[np.float32], explored_score: npt.NDArray[np.float32], moved: npt.NDArray[np.bool_],
-    top_n: int, budget: int,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-    """(order cut to top_n, ranking score, explored flags) with at most ``budget`` explored items in top_n.
-
-    Explored = moved and ŷ_e > pCTR. While top_n holds more than ``budget`` explored items, the lowest-ranked
-    ones among them fall back to their pCTR (and lose the flag) and the list is sorted again; this ends because
-    every round removes flags and none are added."""
-    explored = moved & (explored_score > pctr)
-    ranking = np.where(explored, explored_score, pctr).astype(np.float32)
-    index = np.arange(len(pctr))
-    while True:
-        order = np.lexsort((index, -ranking))[:top_n].astype(np.int64)
-        inside = order[explored[order]]
-        if len(inside) <= budget:
-            return order, ranking, explored
-        drop = inside[budget:]
-        ranking[drop] = pctr[drop]
-        explored[drop] = False
 
 
 class Ranker:

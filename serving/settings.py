@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from retrieval.store import StoreOptions
 
 ENV_PREFIX = "LONGRANK_"
+MAX_QUEUE = 32  # rank requests admitted per machine (queued or running) by default; shared among the workers
 
 
 class SettingsError(ValueError):
@@ -51,7 +52,10 @@ class Settings(BaseSettings):
     inference_workers: int | None = Field(
         None, ge=1, le=256, description="concurrent inferences per process; default (cores ÷ workers) ÷ torch_threads"
     )
-    max_queue: int = Field(32, ge=1, le=10_000, description="rank requests queued or running before 503 Retry-After")
+    max_queue: int = Field(
+        MAX_QUEUE, ge=1, le=10_000,
+        description="rank requests queued or running per process before 503 Retry-After; default 32 ÷ workers",
+    )  # fmt: skip
 
     # AGE exploration (models/age.py, serving/pipeline.py)
     explore_enabled: bool = Field(True, description="kill switch: false = never explore, even when a request asks")
@@ -71,15 +75,20 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _thread_budget(cls, data: Any) -> Any:
-        """With several server processes and no explicit LONGRANK_TORCH_THREADS, each process gets its share of the
-        cores: torch_threads = max(1, cores // workers)."""
-        if isinstance(data, dict) and data.get("torch_threads") is None:
-            try:
-                workers = int(data.get("workers") or 1)
-            except (TypeError, ValueError):
-                return data  # the field validator reports the bad value
-            if workers > 1:
+        """With several server processes each gets its share of the machine unless set explicitly: of the cores
+        (torch_threads = max(1, cores // workers)) and of the admission queue (max_queue = max(1, 32 // workers)),
+        so that N workers admit no more waiting work than one does and overload still answers 503 quickly."""
+        if not isinstance(data, dict):
+            return data
+        try:
+            workers = int(data.get("workers") or 1)
+        except (TypeError, ValueError):
+            return data  # the field validator reports the bad value
+        if workers > 1:
+            if data.get("torch_threads") is None:
                 data = {**data, "torch_threads": cores_per_worker(workers)}
+            if data.get("max_queue") is None:
+                data = {**data, "max_queue": max(1, MAX_QUEUE // workers)}
         return data
 
     @field_validator("store_url")

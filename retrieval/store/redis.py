@@ -60,7 +60,7 @@ import numpy as np
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
 
 from retrieval.errors import InvalidStoreURL, StoreError, StoreTimeout, StoreUnavailable
@@ -166,6 +166,8 @@ class RedisStore:
                     self._cluster_client = RedisCluster.from_url(url, **connection)
                 except ValueError as exc:
                     raise InvalidStoreURL(f"store URL {self.safe_url!r}: {exc}") from exc
+                except (RedisClusterException, redis.ConnectionError, redis.TimeoutError) as exc:
+                    raise StoreUnavailable(f"redis cluster at {self.safe_url} cannot be reached: {exc}") from exc
             return self._cluster_client
 
     @property
@@ -281,7 +283,7 @@ class RedisStore:
         return min(n, self.options.max_behaviors)
 
     def ping(self) -> None:
-        self._idempotent("ping", self._client.ping)
+        self._idempotent("ping", lambda: self._client.ping())
 
     def close(self) -> None:
         if self._single is not None:
@@ -313,5 +315,5 @@ class RedisStore:
             ) from exc
         except redis.ConnectionError as exc:
             raise StoreUnavailable(f"redis {op} at {self.safe_url} failed: {exc}") from exc
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             raise StoreError(f"redis {op} at {self.safe_url} failed: {exc}") from exc

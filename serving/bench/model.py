@@ -72,6 +72,22 @@ def _p50_ms(fn: Callable[[], object], repeat: int, warmup: int = 1, label: str |
     return statistics.median(times)
 
 
+def _p50_pair_ms(a: Callable[[], object], b: Callable[[], object], repeat: int, warmup: int = 1) -> tuple[float, float]:
+    """p50 of two calls timed alternately (a, b, a, b, ...), so that a ratio of the two is not skewed by load that
+    comes and goes during the run."""
+    for _ in range(warmup):
+        a()
+        b()
+    times_a: list[float] = []
+    times_b: list[float] = []
+    for _ in range(repeat):
+        for fn, times in ((a, times_a), (b, times_b)):
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     _check(args)
     import torch
@@ -114,9 +130,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         batch = build_batch([history], owner, items, cats, now, ours, gsu)
         return explore(model, batch, params, generator=torch.Generator().manual_seed(0))
 
-    forward = _p50_ms(request, args.repeat, warmup=2)
+    forward, explored = _p50_pair_ms(request, explore_request, args.repeat, warmup=2)
     only = _p50_ms(forward_only, args.repeat, warmup=2)
-    explored = _p50_ms(explore_request, args.repeat, warmup=2)
 
     ref = ModelConfig.for_variant("din_long")
     full_model = RankerModel(ref).eval()

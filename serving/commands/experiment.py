@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--max-len", type=int, default=None, help="keep each history's last N behaviours")
     parser.add_argument("--patience", type=int, default=None)
+    parser.add_argument(
+        "--din-long-max-len", type=int, default=None,
+        help="din_long only: attend over the last N behaviours (default: all for ml100k, 1000 for synthetic)",
+    )  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="ModelConfig override")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
@@ -50,13 +54,16 @@ def run(args: argparse.Namespace) -> int:
     for name in ("epochs", "lr", "batch_size", "max_len", "patience"):
         if getattr(args, name) is not None:
             train[name] = getattr(args, name)
+    din_long_max_len = args.din_long_max_len
+    if din_long_max_len is None and args.dataset == "synthetic":
+        din_long_max_len = 1000
     try:
         if args.set:
             train["overrides"] = parse_overrides(args.set)
         spec = ExperimentSpec(
             dataset=args.dataset, seeds=args.seeds, data_dir=args.data, models=models, users=args.users,
             min_length=args.min_length, length=args.length, workers=args.workers, cache_dir=args.cache_dir,
-            train=train, progress=not args.quiet,
+            train=train, progress=not args.quiet, din_long_max_len=din_long_max_len,
         )  # fmt: skip
         result = run_experiment(spec)
     except (ValueError, FileNotFoundError) as exc:

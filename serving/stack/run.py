@@ -237,12 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    users = ' --users 943 --user-prefix ""' if args.data == "ml100k" else ""
     print(f"\nstack: ready ({args.workers} ranker workers, pids {stack.worker_pids()})\n"
           f"  API      {stack.url}   (docs {stack.url}/docs)\n"
           f"  metrics  {stack.url}/metrics\n"
           f"  redis    {stack.store_url}   (AOF in {config.dir / 'redis'})\n"
           f"  logs     {stack.log}\n"
-          f"  load     .venv/bin/longrank loadtest --url {stack.url} --rate 50 --duration 30\n"
+          f"  load     .venv/bin/longrank loadtest --url {stack.url} --rate 20 --duration 30{users}\n"
           "Ctrl-C stops everything.", flush=True)
     try:
         while stack.server is not None and stack.server.poll() is None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import redis
 import torch
@@ -167,3 +168,31 @@ def test_a_dgu_above_every_pctr_gates_everything_out(make_client: Callable[..., 
     record = json.loads((tmp_path / "explore.jsonl").read_text().splitlines()[-1])
     assert record["params"]["gate"] == "dgu"
     assert record["explored_score"] == record["pctr"]
+
+
+def test_export_log_joins_clicks_into_obp_arrays(tmp_path: Path, artifact_dir: Path) -> None:
+    from serving.cli import main
+
+    url = f"sqlite:///{tmp_path}/b.db"
+    settings = Settings(store_url=url, artifact=artifact_dir, explore_log=str(tmp_path / "log.jsonl"), **EXPLORE)
+    with TestClient(create_app(settings)) as client:
+        shown = [rank(client, explore=True, request_id=f"e{i}", top_n=4)["items"] for i in range(3)]
+        clicked = shown[1][2]["item_id"]
+        click = {"user_id": "u1", "item_id": clicked, "category_id": 0, "ts": int(time.time()) + 5, "action": 1}
+        assert client.post("/v1/events", json={"events": [click]}).status_code == 200
+    out = tmp_path / "obp.npz"
+    assert main(["export-log", "--log", str(tmp_path / "log.jsonl"), "--events", url, "--out", str(out)]) == 0
+    data = np.load(out)
+    n = int(data["n_rounds"])
+    assert n == 12 and int(data["len_list"]) == 4
+    for key in ("action", "position", "reward", "pscore", "pscore_logged", "explored", "round"):
+        assert data[key].shape == (n,), key
+    assert data["context"].shape == (n, 4)
+    assert data["position"].tolist() == [0, 1, 2, 3] * 3
+    assert data["item_ids"][data["action"]].tolist() == [it["item_id"] for items in shown for it in items]
+    # the click came after all three responses: every row showing the clicked item, and only those, is rewarded
+    items = data["item_ids"][data["action"]]
+    assert data["reward"].tolist() == (items == clicked).astype(int).tolist() and data["reward"][4 + 2] == 1
+    assert np.all(data["pscore"] == 1.0) and not data["pscore_logged"].any()
+    assert data["explored"].tolist() == [it["explored"] for items in shown for it in items]
+    assert main(["export-log", "--log", str(tmp_path / "missing.jsonl"), "--events", url, "--out", str(out)]) == 2

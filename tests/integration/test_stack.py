@@ -125,7 +125,25 @@ def test_events_in_rankings_out_and_a_killed_worker_loses_no_acknowledged_event(
     assert victim not in after and len(after) == 2, f"worker {victim} was not replaced: {before} -> {after}"
     assert failed >= 1  # our connection was the killed worker's
 
-    with httpx.Client(base_url=stack.url, timeout=10) as client:
+    # the replacement really serves: kill the other original worker too, then a request must be answered by a
+    # worker started after the kills (connections wait in the shared socket's backlog while it starts)
+    survivor = next(p for p in before if p != victim)
+    os.kill(survivor, signal.SIGKILL)
+    served_by = None
+    deadline = time.monotonic() + 60
+    while served_by is None and time.monotonic() < deadline:
+        fresh = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=60)
+        try:
+            status, _ = post(fresh, "/v1/rank", rank_body(user))
+            assert status == 200
+            served_by = worker_serving(stack, fresh.sock.getsockname()[1])
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.2)  # reached the survivor as it died
+        finally:
+            fresh.close()
+    assert served_by is not None and served_by not in before, (before, served_by)
+
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
         for _ in range(10):  # the service keeps answering
             assert client.post("/v1/rank", json=rank_body(user)).status_code == 200
         stored = client.get(f"/v1/users/{user}/behaviors", params={"limit": 10_000}).json()

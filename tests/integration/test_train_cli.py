@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from models.data.synthetic import SyntheticConfig, write_synthetic
 
@@ -87,3 +88,25 @@ def test_same_seed_gives_identical_metrics(tiny_data: Path) -> None:
     assert runs[0].test == runs[1].test
     np.testing.assert_array_equal(runs[0].test_probs, runs[1].test_probs)
     assert runs[2].history != runs[0].history  # the seed matters (initialisation, dropout, shuffling)
+
+
+def test_grouped_gsu_search_gives_the_features_of_a_per_sample_search(tiny_data: Path) -> None:
+    """build_rows searches once per shared history; the features must equal build_batch's own per-row search."""
+    from models.batches import build_rows
+    from models.config import ModelConfig
+    from models.data.samples import load_samples
+    from models.features import build_batch
+    from retrieval.gsu import HardSearch
+
+    samples = load_samples(tiny_data)
+    split = samples.train
+    config = ModelConfig.for_variant("sim_hard", long_k=16, item_buckets=4096)
+    rows = np.random.default_rng(0).permutation(len(split))[:40]
+    assert len(set(split.user[rows].tolist())) < len(rows)  # several samples share a user's history
+    got = build_rows(samples, split, rows, config, HardSearch(16), None)
+    histories = [samples.histories[u][:n] for u, n in zip(split.user[rows], split.hist_len[rows], strict=True)]
+    want = build_batch(histories, np.arange(len(rows)), split.item[rows], split.category[rows], split.ts[rows],
+                       config, HardSearch(16))  # fmt: skip
+    for name in ("long_item", "long_cat", "long_action", "long_dt", "long_mask", "short_item", "cand_item"):
+        assert torch.equal(getattr(got, name), getattr(want, name)), name
+    assert bool(got.long_mask.any())
