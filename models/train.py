@@ -2,7 +2,10 @@
 
 The loop (the model never trains itself; this module owns the optimiser and the losses):
 
-- Adam (lr 1e-3 by default) with an exponential learning-rate decay per epoch (SIM's setting);
+- Adam (lr 1e-3 by default) with an exponential learning-rate decay per epoch (SIM's setting); the large hashed
+  id tables train with SparseAdam (lazy Adam: only the rows a batch touches move), and CAN's induction tables at
+  ``coaction_lr_scale`` × lr (at the full rate they overfit ML-100K after one epoch: measured valid AUC
+  0.789 → 0.783 → 0.768 → 0.745; at 0.03× it rises for three epochs);
 - loss = BCE-with-logits on the click label, plus ``aux_weight`` (α = 1) × BCE on the soft-search GSU's auxiliary
   logit (SIM: α·L_GSU + β·L_ESU, α = β = 1 with soft search; hard search has no auxiliary loss);
 - after each epoch the validation AUC / GAUC / logloss; early stopping on the validation AUC (``patience``

@@ -19,7 +19,7 @@ from serving.app import create_app
 from serving.settings import Settings
 from serving.stack.redis_procs import LocalCluster, free_port, start_cluster
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 TS0 = 1_600_000_000
 
 

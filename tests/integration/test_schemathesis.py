@@ -18,8 +18,10 @@ from models.testing import make_artifact
 from serving.app import create_app
 from serving.settings import Settings
 
-ARTIFACT = make_artifact(Path(tempfile.mkdtemp(prefix="longrank-fuzz-")) / "artifact")
-APP = create_app(Settings(store_url="memory://", artifact=ARTIFACT, admin_token="fuzz", max_candidates=200))
+WORKDIR = Path(tempfile.mkdtemp(prefix="longrank-fuzz-"))
+ARTIFACT = make_artifact(WORKDIR / "artifact")
+APP = create_app(Settings(store_url="memory://", artifact=ARTIFACT, admin_token="fuzz", max_candidates=200,
+                          explore_log=str(WORKDIR / "exploration.jsonl")))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 

@@ -61,19 +61,25 @@ def test_train_writes_a_loadable_soft_search_artifact(tiny_data: Path, tmp_path:
     assert probs.shape == (3,) and np.isfinite(probs).all() and ((probs > 0) & (probs < 1)).all()
 
 
-def test_train_rejects_bad_input(tiny_data: Path, tmp_path: Path) -> None:
-    proc = longrank("train", "--data", tiny_data, "--model", "transformer", "--out", tmp_path / "a")
-    assert proc.returncode != 0
-    assert "--model 'transformer' is unknown" in proc.stderr and "sim_can" in proc.stderr
-    proc = longrank("train", "--data", tmp_path / "missing", "--model", "din", "--out", tmp_path / "a")
-    assert proc.returncode != 0 and "--data" in proc.stderr and "not a directory" in proc.stderr
-    proc = longrank("train", "--data", tiny_data, "--model", "din", "--out", tmp_path / "a", "--epochs", "0")
-    assert proc.returncode != 0 and "--epochs must be >= 1" in proc.stderr
-    proc = longrank("train", "--data", tiny_data, "--model", "din", "--out", tmp_path / "a", "--set", "heads=0")
-    assert proc.returncode != 0 and "heads=0" in proc.stderr
-    assert not (tmp_path / "a").exists()
+@pytest.mark.slow  # imports torch in-process: a few seconds
+def test_train_rejects_bad_input(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from serving.cli import main
+
+    def err(*args: str | Path) -> str:
+        assert main(["train", *map(str, args)]) != 0
+        return capsys.readouterr().err
+
+    out = tmp_path / "a"
+    message = err("--data", tiny_data, "--model", "transformer", "--out", out)
+    assert "--model 'transformer' is unknown" in message and "sim_can" in message
+    message = err("--data", tmp_path / "missing", "--model", "din", "--out", out)
+    assert "--data" in message and "not a directory" in message
+    assert "--epochs must be >= 1" in err("--data", tiny_data, "--model", "din", "--out", out, "--epochs", "0")
+    assert "heads=0" in err("--data", tiny_data, "--model", "din", "--out", out, "--set", "heads=0")
+    assert not out.exists()
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics(tiny_data: Path) -> None:
     from models.data.samples import load_samples
     from models.train import TrainOptions, train
