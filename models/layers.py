@@ -28,10 +28,15 @@ def per_candidate(user_side: Tensor, user_of: Tensor) -> Tensor:
 
 
 def masked_softmax(scores: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
-    """Softmax over the True positions of ``mask``; padded positions get exactly 0 and an all-padding row gives
-    all zeros. Uses the most negative finite float instead of -inf so that neither pass produces NaN."""
-    filled = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    return torch.softmax(filled, dim=dim) * mask.to(scores.dtype)
+    """Softmax over the True positions of ``mask`` (broadcastable to ``scores``); padded positions get exactly 0
+    and an all-padding row gives all zeros, never NaN, in either pass. The padding gets half the most negative
+    finite float added (an add with a mask-shaped bias is cheaper than a broadcast masked_fill): in a row with a
+    real position exp(that − max) underflows to exactly 0; all-padding rows are zeroed, only when there are any."""
+    lowest = torch.finfo(scores.dtype).min / 2
+    bias = torch.where(mask, scores.new_zeros(()), scores.new_full((), lowest))  # mask's shape: 0 or lowest
+    weights = torch.softmax(scores + bias, dim=dim)
+    real = torch.count_nonzero(mask, dim=dim).unsqueeze(dim)  # real positions per row
+    return weights * (real > 0).to(weights.dtype) if bool((real == 0).any()) else weights
 
 
 class MLP(nn.Module):
@@ -74,7 +79,9 @@ class TargetAttention(nn.Module):
 
     The first linear layer over the 4·d concatenation is evaluated in three parts, W·[q, k, q−k, q⊙k] =
     (W_q + W_d)·q + (W_k − W_d)·k + W_p·(q⊙k): the k-part is computed once per user and broadcast, which is exactly
-    the same function as DIN's with the same parameters, only cheaper.
+    the same function as DIN's with the same parameters, only cheaper. With one user (serving) the padding is
+    dropped once and the k- and (q⊙k)-parts become one matmul over that user's behaviours (``_attend_shared``):
+    no [C,T,d] product, no [C,T,h] sums, no mask.
     """
 
     def __init__(self, dim: int, hidden: Sequence[int], norm: str = "softmax") -> None:
@@ -88,25 +95,47 @@ class TargetAttention(nn.Module):
     def forward(self, query: Tensor, keys: Tensor, mask: Tensor, user_of: Tensor, chunk: int | None = None) -> Tensor:
         """query [C,d], keys [U,T,d], mask [U,T], user_of [C] -> pooled [C,d]. ``chunk`` candidates at a time."""
         n = query.shape[0]
+        if keys.shape[0] == 1:  # one user (serving): keep its real behaviours once, share them with every chunk
+            real = keys[0].index_select(0, mask[0].nonzero().squeeze(1))  # [T',d]
+            step = n if chunk is None else chunk
+            parts = [self._attend_shared(query[i : i + step], real) for i in range(0, max(n, 1), max(step, 1))]
+            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         if chunk is None or chunk >= n:
             return self._attend(query, keys, mask, user_of)
         parts = [self._attend(query[i : i + chunk], keys, mask, user_of[i : i + chunk]) for i in range(0, n, chunk)]
         return torch.cat(parts, dim=0)
 
-    def _attend(self, query: Tensor, keys: Tensor, mask: Tensor, user_of: Tensor) -> Tensor:
+    def _split_first(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The first layer's weight [h, 4d] cut into its parts for q, k, q − k and q ⊙ k: each [h, d]."""
         w, d = self.first.weight, self.dim
-        w_q, w_k, w_d, w_p = (w[:, i * d : (i + 1) * d] for i in range(4))  # each [h, d]
+        w_q, w_k, w_d, w_p = (w[:, i * d : (i + 1) * d] for i in range(4))
+        return w_q, w_k, w_d, w_p
+
+    def _attend(self, query: Tensor, keys: Tensor, mask: Tensor, user_of: Tensor) -> Tensor:
+        """Several users (training): keys gathered per candidate."""
+        w_q, w_k, w_d, w_p = self._split_first()
         q_part = query @ (w_q + w_d).T + self.first.bias  # [C,h]
-        k_part = per_candidate(keys @ (w_k - w_d).T, user_of)  # [U,T,h] -> [C,T,h] (view when U == 1)
+        k_part = per_candidate(keys @ (w_k - w_d).T, user_of)  # [U,T,h] -> [C,T,h]
         keys_c = per_candidate(keys, user_of)  # [C,T,d]
         mask_c = per_candidate(mask, user_of)  # [C,T]
         hidden = torch.sigmoid(q_part[:, None, :] + k_part + (query[:, None, :] * keys_c) @ w_p.T)  # [C,T,h]
         scores = self.rest(hidden).squeeze(-1)  # [C,T]
         softmax = self.norm == "softmax"
         weights = masked_softmax(scores, mask_c) if softmax else scores * mask_c.to(scores.dtype)  # [C,T]
-        if keys.shape[0] == 1:
-            return weights @ keys[0]  # [C,T] @ [T,d] -> [C,d]
         return torch.bmm(weights[:, None, :], keys_c).squeeze(1)  # [C,d]
+
+    def _attend_shared(self, query: Tensor, keys: Tensor) -> Tensor:
+        """One user's REAL behaviours keys [T',d] (padding already dropped, so no mask) for all C candidates, the
+        first layer as ONE matmul: W_k'·k + W_p·(q ⊙ k) = k · M_q with M_q = (W_k − W_d)^T + diag(q)·W_p^T, so
+        hidden[t, c] = σ(k_t · M_{q_c} + q_part_c), laid out [T', C·h] with q_part fused in as the bias."""
+        (t, d), c, h = keys.shape, query.shape[0], self.first.out_features
+        w_q, w_k, w_d, w_p = self._split_first()
+        q_part = torch.addmm(self.first.bias, query, (w_q + w_d).T)  # [C,h]
+        mix = torch.addcmul((w_k - w_d).T[:, None, :], query.T[:, :, None], w_p.T[:, None, :])  # [d,C,h]
+        hidden = torch.addmm(q_part.reshape(-1), keys, mix.reshape(d, c * h)).sigmoid_()  # [T',C·h]
+        scores = self.rest(hidden.view(t, c, h)).squeeze(-1)  # [T',C]
+        weights = torch.softmax(scores, dim=0) if self.norm == "softmax" else scores  # [T',C]; none when T' = 0
+        return weights.T @ keys  # [C,T'] @ [T',d] -> [C,d] (zeros when T' = 0)
 
 
 class MultiHeadTargetAttention(nn.Module):
@@ -115,7 +144,9 @@ class MultiHeadTargetAttention(nn.Module):
     it keeps the initial logits of larger head sizes in the softmax's useful range.
 
     Computed as z_j · (W_bi^T W_ai e_a): the projection is applied once per candidate and head instead of once per
-    retrieved behaviour (the same function and parameters, K times fewer multiplications for W_b)."""
+    retrieved behaviour (the same function and parameters, K times fewer multiplications for W_b), and W_ai^T W_bi
+    is folded into one [da, heads·dz] matrix, so the candidate side is one matmul. The z of several candidates may
+    be shared: ``rows`` [C] picks each candidate's row of z (hard search: one row per retrieved list)."""
 
     def __init__(self, query_dim: int, z_dim: int, heads: int, head_dim: int) -> None:
         super().__init__()
@@ -123,16 +154,18 @@ class MultiHeadTargetAttention(nn.Module):
         self.w_a = nn.Linear(query_dim, heads * head_dim, bias=False)
         self.w_b = nn.Linear(z_dim, heads * head_dim, bias=False)
 
-    def forward(self, query: Tensor, z: Tensor, mask: Tensor) -> Tensor:
-        """query [C,da], z [C,K,dz], mask [C,K] -> [C, heads·dz]."""
-        c = z.shape[0]
-        qa = self.w_a(query).view(c, self.heads, self.head_dim)  # [C,H,a]
-        w_b = self.w_b.weight.view(self.heads, self.head_dim, self.z_dim)  # [H,a,dz]
-        qz = torch.einsum("cha,had->chd", qa, w_b) / math.sqrt(self.head_dim)  # [C,H,dz]
-        scores = torch.bmm(qz, z.transpose(1, 2))  # [C,H,dz] @ [C,dz,K] -> [C,H,K]
+    def forward(self, query: Tensor, z: Tensor, mask: Tensor, rows: Tensor | None = None) -> Tensor:
+        """query [C,da], z [G,K,dz] (G = C when ``rows`` is None), mask [C,K], rows [C] -> [C, heads·dz]."""
+        c, h, a = query.shape[0], self.heads, self.head_dim
+        w_a = self.w_a.weight.view(h, a, -1)  # [H,a,da]
+        w_b = self.w_b.weight.view(h, a, self.z_dim)  # [H,a,dz]
+        qmap = torch.bmm(w_a.transpose(1, 2), w_b).transpose(0, 1).reshape(-1, h * self.z_dim)  # [da, H·dz]
+        qz = (query @ qmap).view(c, h, self.z_dim) / math.sqrt(a)  # [C,H,dz]
+        z_c = z if rows is None else z.index_select(0, rows)  # [C,K,dz]
+        scores = torch.bmm(qz, z_c.transpose(1, 2))  # [C,H,dz] @ [C,dz,K] -> [C,H,K]
         weights = masked_softmax(scores, mask[:, None, :])  # [C,H,K]
-        pooled = torch.bmm(weights, z)  # [C,H,K] @ [C,K,dz] -> [C,H,dz]
-        return pooled.reshape(c, self.heads * self.z_dim)
+        pooled = torch.bmm(weights, z_c)  # [C,H,K] @ [C,K,dz] -> [C,H,dz]
+        return pooled.reshape(c, h * self.z_dim)
 
 
 class TimeBuckets(nn.Module):
@@ -180,19 +213,61 @@ class CoActionUnit(nn.Module):
     def forward(self, params: Tensor, feed: Tensor, mask: Tensor, user_of: Tensor) -> Tensor:
         """params [C,D'], feed [U,S,d0], mask [U,S], user_of [C] -> [C, orders·Σdims[1:]].
 
-        Laid out feature-major ([C, d_i, S·O]) so that every layer is one contiguous matmul and nothing is copied."""
+        Laid out feature-major ([C, d_i, S·O]) so that every layer is one contiguous matmul and nothing is copied.
+        One user (serving): only its real behaviours are fed (padding dropped once), so nothing needs masking."""
         c, (u, s, d0), o = params.shape[0], feed.shape, self.orders
-        powers = torch.stack([feed**k for k in range(1, o + 1)], dim=1).reshape(u, o * s, d0)  # [U,O·S,d0]
-        w_t = [w.transpose(1, 2) for w in self.weights(params)]  # [C,d_{i+1},d_i]
-        d1 = w_t[0].shape[1]
-        if u == 1:  # one matmul for all candidates: [C·d1, d0] @ [d0, O·S]
-            h = torch.tanh((w_t[0].reshape(c * d1, d0) @ powers[0].T).view(c, d1, o * s))  # [C,d1,O·S]
+        # tanh(x) = 2σ(2x) − 1, and torch's CPU tanh costs ~6 sigmoids: each layer carries g = tanh(x)/2 = σ(2x) − ½,
+        # so layer i's doubled pre-activation is 2·W_i·tanh(x_{i−1}) = 4·W_i·g_{i−1}, and Σ tanh = 2·Σ g.
+        w_t = [w.transpose(1, 2) * (2.0 if i == 0 else 4.0) for i, w in enumerate(self.weights(params))]
+        d1 = w_t[0].shape[1]  # w_t[i]: [C,d_{i+1},d_i], scaled
+        keep: Tensor | None = None  # [C,1,1,S] 1.0 at real behaviours, when padding is still in
+        if u == 1:  # one matmul for all candidates: [C·d1, d0] @ [d0, O·S']
+            real = feed[0].index_select(0, mask[0].nonzero().squeeze(1))  # [S',d0]
+            s = real.shape[0]
+            powers = torch.stack([real**k for k in range(1, o + 1)]).reshape(o * s, d0)  # [O·S',d0]
+            g = _half_tanh((w_t[0].reshape(c * d1, d0) @ powers.T).view(c, d1, o * s))  # [C,d1,O·S']
         else:
-            h = torch.tanh(torch.bmm(w_t[0], powers.index_select(0, user_of).transpose(1, 2)))  # [C,d1,O·S]
-        mask_c = per_candidate(mask, user_of).to(h.dtype)[:, None, None, :]  # [C,1,1,S]
-        pooled = [(h.view(c, d1, o, s) * mask_c).sum(-1)]  # masked sum over S -> [C,d1,O]
+            powers = torch.stack([feed**k for k in range(1, o + 1)], dim=1).reshape(u, o * s, d0)  # [U,O·S,d0]
+            g = _half_tanh(torch.bmm(w_t[0], powers.index_select(0, user_of).transpose(1, 2)))  # [C,d1,O·S]
+            keep = per_candidate(mask, user_of).to(g.dtype)[:, None, None, :]
+        pooled = [self._pool(g, keep, s)]  # masked sum over S -> [C,d1,O]
         for w in w_t[1:]:
-            h = torch.tanh(torch.bmm(w, h))  # [C,d_{i+1},O·S]
-            pooled.append((h.view(c, -1, o, s) * mask_c).sum(-1))  # [C,d_{i+1},O]
-        out = torch.cat(pooled, dim=1).transpose(1, 2)  # [C,O,Σdims[1:]]: per order, every layer's outputs
+            g = _half_tanh(torch.bmm(w, g))  # [C,d_{i+1},O·S]
+            pooled.append(self._pool(g, keep, s))  # [C,d_{i+1},O]
+        out = torch.cat(pooled, dim=1).transpose(1, 2) * 2.0  # [C,O,Σdims[1:]]: per order, every layer's Σ tanh
         return out.reshape(c, self.out_dim)
+
+    def _pool(self, h: Tensor, keep: Tensor | None, s: int) -> Tensor:
+        """[C,d,O·S] -> [C,d,O]: sum over the behaviours (times ``keep`` [C,1,1,S] when given)."""
+        per_order = h.view(h.shape[0], h.shape[1], self.orders, s)  # [C,d,O,S]
+        return (per_order if keep is None else per_order * keep).sum(-1)
+
+
+def _half_tanh(doubled: Tensor) -> Tensor:
+    """tanh(x)/2 from 2x: σ(2x) − ½ (in place when no gradient is recorded)."""
+    if doubled.requires_grad:
+        return torch.sigmoid(doubled) - 0.5
+    return doubled.sigmoid_().sub_(0.49)
+
+
+def distinct_rows(*columns: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Rows shared by several candidates: ``columns`` are [C,K] int64 tensors; rows c and c' are equal when every
+    column agrees. Returns (first [G], inverse [C]) with columns[i][first][inverse] == columns[i], or None when all
+    C rows differ. Exact: a 64-bit hash groups the rows, then every row is compared with its group's first row
+    (after a hash collision, nothing is shared)."""
+    c, k = columns[0].shape
+    if c < 2:
+        return None
+    seeded = torch.Generator().manual_seed(0x5EED)
+    weights = torch.randint(-(2**62), 2**62, (len(columns), k), generator=seeded, dtype=torch.int64)  # [n,K]
+    key = sum(torch.mv(col.long(), w) for col, w in zip(columns, weights, strict=True))  # [C] (int64 wraps)
+    assert isinstance(key, Tensor)
+    distinct, inverse = torch.unique(key, return_inverse=True)  # [G], [C]
+    g = distinct.shape[0]
+    if g == c:
+        return None
+    first = torch.full((g,), c).scatter_reduce_(0, inverse, torch.arange(c), "amin")  # [G]
+    source = first.index_select(0, inverse)  # [C] the first row of each row's group
+    if not all(torch.equal(col.index_select(0, source), col) for col in columns):
+        return None
+    return first, inverse

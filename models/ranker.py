@@ -33,6 +33,7 @@ from models.layers import (
     MultiHeadTargetAttention,
     TargetAttention,
     TimeBuckets,
+    distinct_rows,
     per_candidate,
 )
 
@@ -46,15 +47,20 @@ class CandidateFree(NamedTuple):
     """The parts of a forward that do not depend on the candidate embedding h (RankerModel.context)."""
 
     short_seq: Tensor  # [U,S,d] short-term behaviour embeddings
-    long_seq: Tensor | None  # [C,K,d] the GSU's behaviours per candidate (SIM)
+    long_z: Tensor | None  # [G,K,d+t] behaviour ⊕ time of each distinct GSU result row (SIM)
+    long_of: Tensor | None  # [C] the row of long_z of each candidate; None: row c is candidate c (G = C)
     full_seq: Tensor | None  # [U,L,d] the whole sequence (din_long)
     coaction: Tensor | None  # [C, can_out] CAN's output (induced by the candidate's ids)
 
     def take(self, rows: Tensor) -> CandidateFree:
-        """The per-candidate parts restricted to candidate ``rows`` (user-side parts shared)."""
+        """The per-candidate parts restricted to candidate ``rows`` (user-side parts and long_z shared)."""
+        long_of = None
+        if self.long_z is not None:
+            long_of = rows if self.long_of is None else self.long_of.index_select(0, rows)
         return CandidateFree(
             self.short_seq,
-            None if self.long_seq is None else self.long_seq.index_select(0, rows),
+            self.long_z,
+            long_of,
             self.full_seq,
             None if self.coaction is None else self.coaction.index_select(0, rows),
         )
@@ -106,8 +112,14 @@ class ShortArch(nn.Module):
 
 
 class LongArch(nn.Module):
-    """SIM's ESU over the GSU's top-K behaviours of each candidate: z_j = e_j ⊕ time(now − ts_j) [C,K,d+t],
-    multi-head target attention with the candidate -> [C, heads·(d+t)]."""
+    """SIM's ESU over the GSU's top-K behaviours of each candidate: z_j = e_j ⊕ time(now − ts_j) [·,K,d+t],
+    multi-head target attention with the candidate -> [C, heads·(d+t)].
+
+    z does not depend on the candidate, only on the retrieved row, and with hard search every candidate of a
+    category retrieves the same row (500 candidates of a request: ~20 distinct rows). ``memory`` therefore embeds
+    each DISTINCT row once ([G,K,d+t]) and ``long_of`` [C] says which row a candidate reads, the way the short
+    branch shares its user-side work through ``user_of``. Rows are only compared when there are more candidates
+    than users (serving, simulation); training batches (one candidate per user) embed every row."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -115,10 +127,22 @@ class LongArch(nn.Module):
         self.esu = MultiHeadTargetAttention(cfg.behavior_dim, cfg.behavior_dim + cfg.time_dim, cfg.heads, cfg.head_dim)
         self.out_dim = cfg.long_dim
 
-    def forward(self, cand: Tensor, seq: Tensor, dt: Tensor, mask: Tensor) -> Tensor:
-        """cand [C,d], seq [C,K,d], dt [C,K] bucket, mask [C,K] -> [C, heads·(d+t)]."""
-        z = torch.cat([seq, self.time(dt)], dim=-1)  # [C,K,d+t]
-        out: Tensor = self.esu(cand, z, mask)
+    def memory(
+        self, emb: EmbeddingArch, item: Tensor, cat: Tensor, action: Tensor, dt: Tensor, share: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """item, cat, action, dt [C,K] -> (z [G,K,d+t], long_of [C] or None when G = C). ``share``: look for
+        candidates with identical rows."""
+        groups = distinct_rows(item, cat, action, dt) if share else None
+        long_of = None
+        if groups is not None:
+            first, long_of = groups  # [G], [C]
+            item, cat, action, dt = (x.index_select(0, first) for x in (item, cat, action, dt))  # [G,K] each
+        z = torch.cat([emb.behaviors(item, cat, action), self.time(dt)], dim=-1)  # [G,K,d+t]
+        return z, long_of
+
+    def forward(self, cand: Tensor, z: Tensor, long_of: Tensor | None, mask: Tensor) -> Tensor:
+        """cand [C,d], z [G,K,d+t], long_of [C] (None: G = C), mask [C,K] -> [C, heads·(d+t)]."""
+        out: Tensor = self.esu(cand, z, mask, long_of)
         return out
 
 
@@ -248,17 +272,18 @@ class RankerModel(nn.Module):
         embeddings of each branch and CAN's co-action output (induced by the candidate's ids, not by h)."""
         emb = self.embedding
         short_seq = emb.behaviors(batch.short_item, batch.short_cat, batch.short_action)  # [U,S,d]
-        long_seq = full_seq = coaction = None
+        long_z = long_of = full_seq = coaction = None
         if self.long is not None:
-            item, cat, action = _need(batch, "long_item", "long_cat", "long_action")
-            long_seq = emb.behaviors(item, cat, action)  # [C,K,d]
+            item, cat, action, dt = _need(batch, "long_item", "long_cat", "long_action", "long_dt")
+            share = batch.n_candidates > batch.n_users  # several candidates per user: rows may repeat
+            long_z, long_of = self.long.memory(emb, item, cat, action, dt, share)  # [G,K,d+t], [C] or None
         if self.full is not None:
             item, cat, action = _need(batch, "full_item", "full_cat", "full_action")
             full_seq = emb.behaviors(item, cat, action)  # [U,L,d]
         if self.coaction is not None:
             feed = emb.item(batch.short_item)  # [U,S,item_dim]
             coaction = self.coaction(batch.cand_item, batch.cand_cat, feed, batch.short_mask, batch.user_of)
-        return CandidateFree(short_seq, long_seq, full_seq, coaction)
+        return CandidateFree(short_seq, long_z, long_of, full_seq, coaction)
 
     def over_input(self, batch: Batch, cand: Tensor, ctx: CandidateFree | None = None) -> Tensor:
         """The OverArch's input [C, in] for candidate embeddings ``cand`` [C,d] (normally
@@ -269,9 +294,9 @@ class RankerModel(nn.Module):
         ctx = self.context(batch) if ctx is None else ctx
         parts = [cand, self.short(cand, ctx.short_seq, batch.short_mask, batch.user_of)]  # [C,d] each
         if self.long is not None:
-            dt, mask = _need(batch, "long_dt", "long_mask")
-            assert ctx.long_seq is not None
-            parts.append(self.long(cand, ctx.long_seq, dt, mask))  # [C, heads·(d+t)]
+            (mask,) = _need(batch, "long_mask")
+            assert ctx.long_z is not None
+            parts.append(self.long(cand, ctx.long_z, ctx.long_of, mask))  # [C, heads·(d+t)]
         if self.full is not None:
             (mask,) = _need(batch, "full_mask")
             assert ctx.full_seq is not None

@@ -348,15 +348,20 @@ def train_to_artifact(data_dir: str | Path, out_dir: str | Path, options: TrainO
     the item index for soft search). Returns metrics.json's content plus the artifact ``version``."""
     from models.artifacts import save
     from models.data.samples import load_samples
+    from models.dgu import train_dgu
     from models.plots import plot_curves
 
     samples = load_samples(data_dir)
     result = train(samples, options)
+    # AGE's Dynamic Gating Unit: item-side CTR prior on the trained model's embeddings (read, not updated).
+    dgu = train_dgu(result.model, samples.train.item, samples.train.category, samples.train.label, seed=options.seed,
+                    progress=options.progress)
     metrics = result.metrics(options, samples.describe())
     with tempfile.TemporaryDirectory() as tmp:
         title = f"{result.config.variant} on {samples.source}"
         curves = plot_curves(result.history, Path(tmp) / CURVES_FILE, title=title)
         version = save(
-            result.model, result.config, out_dir, metrics, result.item_index, {CURVES_FILE: curves}, overwrite=True
+            result.model, result.config, out_dir, metrics, result.item_index, {CURVES_FILE: curves}, overwrite=True,
+            dgu=dgu,
         )
     return {**metrics, "version": version}

@@ -51,6 +51,7 @@ def test_train_writes_a_loadable_soft_search_artifact(tiny_data: Path, tmp_path:
     assert artifact.version == printed["version"]
     assert artifact.config.variant == "sim_soft" and artifact.config.long_k == 16
     assert artifact.item_index is not None and artifact.item_index.n_clusters == 16
+    assert artifact.dgu is not None  # AGE's gate is trained with the model and travels in the artifact
     # the loaded model scores a history through the soft search built on its own item index
     from models.data.samples import load_samples
 

@@ -1,0 +1,178 @@
+"""The cheap paths of a forward give what the plain ones give: long rows shared between candidates (hard search),
+one user's attention/co-action without padding, CAN's tanh through sigmoids, the bias-masked softmax."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.age import AGEParams, explore, take_candidates
+from models.features import Batch, build_batch
+from models.layers import CoActionUnit, TargetAttention, distinct_rows, masked_softmax
+from models.ranker import RankerModel
+from models.testing import NOW, history, tiny
+from retrieval.gsu import HardSearch
+
+USER_SIDE = ("now", "short_item", "short_cat", "short_action", "short_mask",
+             "full_item", "full_cat", "full_action", "full_mask")  # fmt: skip
+
+
+def per_candidate_users(batch: Batch) -> Batch:
+    """The same rows with one user row per candidate (U = C): nothing is shared, every plain path runs."""
+    out = dataclasses.replace(batch, user_of=torch.arange(batch.n_candidates))
+    for name in USER_SIDE:
+        value = getattr(batch, name)
+        if value is not None:
+            setattr(out, name, value.index_select(0, batch.user_of))
+    return out
+
+
+def served_batch(variant: str, lengths: tuple[int, ...], seed: int = 0) -> tuple[RankerModel, Batch]:
+    """Hard-search features of ``len(lengths)`` users with 7 candidates each over 6 categories, of which the
+    histories hold only 0..3: categories 4 and 5 retrieve nothing (all-padding rows); repeated categories
+    retrieve the same row."""
+    torch.manual_seed(seed)
+    cfg = tiny(variant)
+    model = RankerModel(cfg).eval()
+    rng = np.random.default_rng(seed)
+    histories = [history(rng, n) for n in lengths]
+    c = 7 * len(lengths)
+    user_of = np.repeat(np.arange(len(lengths)), 7)
+    cats = np.tile([0, 1, 0, 4, 1, 5, 4], len(lengths))
+    items = rng.integers(0, 60, c)
+    return model, build_batch(histories, user_of, items, cats, NOW, cfg, HardSearch(cfg.long_k))
+
+
+def test_distinct_rows_groups_exactly_the_equal_rows() -> None:
+    rng = np.random.default_rng(0)
+    base = [torch.from_numpy(rng.integers(0, 5, (6, 8))) for _ in range(3)]
+    base[0][5] = base[1][5] = base[2][5] = 0  # an all-padding row
+    pick = torch.from_numpy(rng.integers(0, 6, 40))
+    cols = [b.index_select(0, pick) for b in base]
+    cols[2][7, 3] += 1  # a near-duplicate: one position of one column differs
+    groups = distinct_rows(*cols)
+    assert groups is not None
+    first, inverse = groups
+    for col in cols:
+        assert torch.equal(col.index_select(0, first).index_select(0, inverse), col)
+    rows = torch.cat(cols, dim=1)  # [C, 3K]
+    same_row = (rows[:, None, :] == rows[None, :, :]).all(-1)
+    assert torch.equal(inverse[:, None] == inverse[None, :], same_row)
+    assert len(first) == len(torch.unique(rows, dim=0))
+    assert distinct_rows(*(c[:1] for c in cols)) is None  # one row: nothing to share
+    assert distinct_rows(torch.arange(12).view(4, 3)) is None  # all distinct
+
+
+@pytest.mark.parametrize("variant", ["sim_hard", "sim_can", "sim_soft"])
+@pytest.mark.parametrize("lengths", [(40,), (0,), (40, 0, 3)])
+def test_shared_long_rows_give_the_per_candidate_logits(variant: str, lengths: tuple[int, ...]) -> None:
+    model, batch = served_batch(variant, lengths)
+    assert model.long is not None and batch.long_item is not None and batch.long_mask is not None
+    ctx = model.context(batch)
+    assert ctx.long_of is not None and ctx.long_z is not None
+    assert ctx.long_z.shape[0] < batch.n_candidates  # rows are shared
+    assert not batch.long_mask[3].any()  # category 4 retrieves nothing
+    # z of the distinct rows, read through long_of, is exactly z of every row
+    cols = (batch.long_item, batch.long_cat, batch.long_action, batch.long_dt)
+    plain_z, plain_of = model.long.memory(model.embedding, *cols, share=False)  # type: ignore[arg-type]
+    assert plain_of is None and torch.equal(ctx.long_z.index_select(0, ctx.long_of), plain_z)
+    with torch.inference_mode():
+        shared = model(batch).logits
+        plain = model(per_candidate_users(batch)).logits
+    assert torch.isfinite(shared).all()
+    torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_age_reads_shared_rows_of_the_candidates_it_moves() -> None:
+    model, batch = served_batch("sim_can", (40, 5))
+    ctx = model.context(batch)
+    assert ctx.long_of is not None
+    rows = torch.tensor([5, 0, 3, 12])
+    cand = model.embedding.candidate(batch.cand_item, batch.cand_cat)
+    with torch.no_grad():
+        whole = model.over_input(batch, cand, ctx)
+        part = model.over_input(take_candidates(batch, rows), cand[rows], ctx.take(rows))
+    torch.testing.assert_close(part, whole[rows])
+    params = AGEParams(policy="ucb", lam=0.5, dropout=0.2, samples=4)
+    got = explore(model, batch, params, generator=torch.Generator().manual_seed(0))
+    want = explore(model, per_candidate_users(batch), params, generator=torch.Generator().manual_seed(0))
+    assert got.moved.any()
+    np.testing.assert_allclose(got.pctr, want.pctr, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.score, want.score, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["softmax", "sum"])
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_one_user_attention_equals_per_candidate_rows_with_gradients(norm: str, chunk: int | None) -> None:
+    torch.manual_seed(0)
+    layer = TargetAttention(4, (6, 3), norm)
+    c = 5
+    keys = torch.randn(1, 6, 4, requires_grad=True)
+    mask = torch.tensor([[True, False, True, True, False, True]])  # holes, not only trailing padding
+    query = torch.randn(c, 4, requires_grad=True)
+    one = layer(query, keys, mask, torch.zeros(c, dtype=torch.long), chunk=chunk)
+    grads_one = torch.autograd.grad(one.pow(2).sum(), [query, keys, *layer.parameters()])
+    rep = layer(query, keys.expand(c, 6, 4), mask.expand(c, 6), torch.arange(c), chunk=chunk)
+    grads_rep = torch.autograd.grad(rep.pow(2).sum(), [query, keys, *layer.parameters()])
+    torch.testing.assert_close(one, rep, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads_one, grads_rep, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_one_user_without_behaviours_attends_to_nothing() -> None:
+    layer = TargetAttention(4, (6,))
+    query = torch.randn(3, 4, requires_grad=True)
+    out = layer(query, torch.randn(1, 5, 4), torch.zeros(1, 5, dtype=torch.bool), torch.zeros(3, dtype=torch.long))
+    assert out.shape == (3, 4) and torch.all(out == 0)
+    (grad,) = torch.autograd.grad(out.sum(), query)
+    assert torch.all(grad == 0)
+
+
+def reference_coaction(unit: CoActionUnit, params: torch.Tensor, feed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """CAN with torch.tanh, one candidate and one behaviour at a time (params [C,D'], feed [C,S,d0])."""
+    rows = []
+    for c in range(params.shape[0]):
+        weights = unit.weights(params[c : c + 1])
+        per_order = []
+        for k in range(1, unit.orders + 1):
+            outs = []
+            h = feed[c][mask[c]] ** k  # [n, d0]
+            for w in weights:
+                h = torch.tanh(h @ w[0])
+                outs.append(h.sum(0))
+            per_order.append(torch.cat(outs))
+        rows.append(torch.cat(per_order))
+    return torch.stack(rows)
+
+
+def test_coaction_unit_equals_the_tanh_reference_with_gradients() -> None:
+    torch.manual_seed(0)
+    unit = CoActionUnit((4, 3, 2), orders=3)
+    c = 4
+    params = (torch.randn(c, unit.param_size) * 0.7).requires_grad_(True)
+    feed = torch.randn(1, 6, 4) * 0.8
+    mask = torch.tensor([[True, True, False, True, True, False]])
+    want = reference_coaction(unit, params.double(), feed.double().expand(c, 6, 4), mask.expand(c, 6))
+    (want_grad,) = torch.autograd.grad(want.pow(2).sum(), params)
+    one = unit(params, feed, mask, torch.zeros(c, dtype=torch.long))  # one user: padding dropped
+    rep = unit(params, feed.expand(c, 6, 4), mask.expand(c, 6), torch.arange(c))  # several users: masked
+    for got in (one, rep):
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
+        (grad,) = torch.autograd.grad(got.pow(2).sum(), params)
+        torch.testing.assert_close(grad.double(), want_grad.float().double(), rtol=1e-4, atol=1e-5)
+
+
+def test_masked_softmax_with_a_broadcast_mask_and_all_padding_rows() -> None:
+    scores = torch.randn(3, 2, 4, requires_grad=True)
+    mask = torch.tensor([[True, False, True, True], [False] * 4, [True] * 4])[:, None, :]  # [C,1,K]
+    weights = masked_softmax(scores, mask)
+    torch.testing.assert_close(weights[2], torch.softmax(scores[2], -1))
+    assert torch.all(weights[1] == 0) and torch.all(weights[0, :, 1] == 0)
+    torch.testing.assert_close(weights[0].sum(-1), torch.ones(2))
+    (grad,) = torch.autograd.grad((weights * torch.randn(3, 2, 4)).sum(), scores)
+    assert torch.isfinite(grad).all() and torch.all(grad[1] == 0) and torch.all(grad[0, :, 1] == 0)
+    assert math.isclose(float(masked_softmax(torch.tensor([1e30, 0.0]), torch.tensor([True, False]))[0]), 1.0)
