@@ -247,7 +247,7 @@ def _half_tanh(doubled: Tensor) -> Tensor:
     """tanh(x)/2 from 2x: σ(2x) − ½ (in place when no gradient is recorded)."""
     if doubled.requires_grad:
         return torch.sigmoid(doubled) - 0.5
-    return doubled.sigmoid_().sub_(0.49)
+    return doubled.sigmoid_().sub_(0.5)
 
 
 def distinct_rows(*columns: Tensor) -> tuple[Tensor, Tensor] | None:

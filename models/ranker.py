@@ -12,8 +12,10 @@ length, d = item_dim + category_dim (one behaviour or candidate), t = time_dim.
     GSUArch (sim_soft): its own item embeddings, W_a / W_b, auxiliary CTR head ─► aux logit (α·L_GSU)
 
 User-side work (short keys, CAN feed powers, the k-part of DIN's attention) is computed once per user and
-broadcast over that user's candidates (a view when U == 1). The model never trains itself: models/train.py owns
-the optimiser and the losses (logits with BCE, plus α·BCE on ``aux_logits`` when present).
+broadcast over that user's candidates (a view when U == 1); the long branch's behaviour ⊕ time embeddings are
+computed once per distinct GSU row and read through ``long_of`` (hard search: one row per category). The model
+never trains itself: models/train.py owns the optimiser and the losses (logits with BCE, plus α·BCE on
+``aux_logits`` when present).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spread", type=float, default=0.5, help="item noise around its category centroid (norm)")
     parser.add_argument("--kmeans", choices=("spherical", "plain"), default="spherical", help="k-means variant")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs of each search")
-    parser.add_argument("--threads", type=int, default=2, help="Faiss (OpenMP) threads")
+    parser.add_argument("--threads", type=int, default=1, help="Faiss threads (1 = one service inference call)")
     parser.add_argument("--seed", type=int, default=0)
 
 

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=20, help="timed requests for the sim_can model")
     parser.add_argument("--full-repeat", type=int, default=3, help="timed requests for the din_long reference")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch and faiss threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch+faiss threads (1 = one service call)")
     parser.add_argument("--samples", type=int, default=20, help="AGE: MC-dropout samples N (UCB)")
 
 

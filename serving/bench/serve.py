@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length", type=int, default=54_000, help="behaviours of the benchmark user")
     parser.add_argument("--candidates", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=200, help="timed requests on each path")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (server and in-process alike)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per inference (the service default is 1)")
     parser.add_argument("--artifact", help="artifact to serve (default: a random-weight sim_can built here)")
 
 

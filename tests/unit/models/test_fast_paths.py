@@ -132,7 +132,9 @@ def test_one_user_without_behaviours_attends_to_nothing() -> None:
     assert torch.all(grad == 0)
 
 
-def reference_coaction(unit: CoActionUnit, params: torch.Tensor, feed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def reference_coaction(
+    unit: CoActionUnit, params: torch.Tensor, feed: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """CAN with torch.tanh, one candidate and one behaviour at a time (params [C,D'], feed [C,S,d0])."""
     rows = []
     for c in range(params.shape[0]):
@@ -164,6 +166,10 @@ def test_coaction_unit_equals_the_tanh_reference_with_gradients() -> None:
         torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
         (grad,) = torch.autograd.grad(got.pow(2).sum(), params)
         torch.testing.assert_close(grad.double(), want_grad.float().double(), rtol=1e-4, atol=1e-5)
+    with torch.inference_mode():  # without a graph the sigmoids run in place
+        torch.testing.assert_close(unit(params, feed, mask, torch.zeros(c, dtype=torch.long)), one.detach())
+        torch.testing.assert_close(unit(params, feed.expand(c, 6, 4), mask.expand(c, 6), torch.arange(c)),
+                                   rep.detach())  # fmt: skip
 
 
 def test_masked_softmax_with_a_broadcast_mask_and_all_padding_rows() -> None:
