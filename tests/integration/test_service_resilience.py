@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.settings import Settings
 
-NOW = int(time.time())
+NOW = int(time.time())  # events sit ~3,000 s back: far from a log2 time-bucket edge (2,048 / 4,096 s)
 CANDS = [{"item_id": 100 + i, "category_id": i % 3} for i in range(20)]
 
 
 def events(n: int) -> list[dict[str, object]]:
-    return [{"user_id": "u1", "item_id": i, "category_id": i % 3, "ts": NOW - 500 + i} for i in range(n)]
+    return [{"user_id": "u1", "item_id": i, "category_id": i % 3, "ts": NOW - 3000 + i} for i in range(n)]
 
 
 def test_store_down_degrades_then_recovers(redis_server: Callable[..., object], artifact_dir: Path) -> None:
