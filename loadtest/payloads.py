@@ -31,6 +31,7 @@ class PayloadSpec:
     items: int = 1682
     categories: int = 19
     user_prefix: str = "u"
+    user_width: int = 0  # zero-pad the user number to this many digits (synthetic data's ids are u000042)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -53,7 +54,7 @@ def body_dicts(spec: PayloadSpec, count: int) -> list[dict[str, object]]:
         items = rng.choice(spec.items, size=spec.candidates, replace=replace)
         bodies.append(
             {
-                "user_id": f"{spec.user_prefix}{int(n)}",
+                "user_id": f"{spec.user_prefix}{int(n):0{spec.user_width}d}",
                 "candidates": [{"item_id": int(i), "category_id": int(category_of[i])} for i in items],
             }
         )

@@ -12,12 +12,12 @@ is logged to the exploration log (serving/exploration_log.py) before it is sent.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 import uuid
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Request, Response
 
 from models.age import AGEParams
@@ -90,15 +90,15 @@ def _render(state: ServiceState, model: LoadedModel, body: RankIn, items: np.nda
             state.exploration_log.write(log_record(body, items, ranked, request_id))
         except (OSError, ExplorationLogError) as exc:  # the response still goes out; the loss is counted
             state.metrics.store_errors.labels("exploration_log", type(exc).__name__).inc()
-    out_items = [
-        {"item_id": int(items[i]), "score": float(ranked.score[i]), "pctr": float(ranked.pctr[i]),
-         "explored": bool(ranked.explored[i]), "rank": r + 1}
-        for r, i in enumerate(ranked.order.tolist())
-    ]
+    order = ranked.order
+    columns = zip(items[order].tolist(), ranked.score[order].tolist(), ranked.pctr[order].tolist(),
+                  ranked.explored[order].tolist(), strict=True)
+    out_items = [{"item_id": i, "score": s, "pctr": p, "explored": e, "rank": r}
+                 for r, (i, s, p, e) in enumerate(columns, start=1)]
     payload = {"request_id": request_id, "model_version": ranked.model_version, "degraded": ranked.degraded,
                "items": out_items}
     timing = ", ".join(f"{stage};dur={ms:.2f}" for stage, ms in ranked.timings_ms.items())
-    return json.dumps(payload).encode(), timing
+    return orjson.dumps(payload), timing
 
 
 @router.post(

@@ -7,7 +7,8 @@ artifact with random weights (a forward costs the same whatever the weights), ``
 - ``pipeline_p50_ms``: ``serving.pipeline.Ranker.rank`` in this process (store read, GSU, model, sort) — the same code
   the server runs, with the same settings;
 - ``http_p50_ms`` / ``http_p99_ms``: ``POST /v1/rank`` to ``longrank serve`` (a separate process) over loopback,
-  one request at a time, measured from send to the last byte of the parsed JSON answer;
+  one request at a time on a keep-alive connection (stdlib http.client, so the client adds little), from send to the
+  last byte of the answer;
 - ``overhead_ratio`` = HTTP p50 ÷ pipeline p50 (lower is better; goal <= 1.5).
 The server is started before this process imports torch and is stopped at the end; the bench keys are deleted.
 """
@@ -15,6 +16,7 @@ The server is started before this process imports torch and is stopped at the en
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import socket
@@ -90,7 +92,6 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    import httpx
     from tqdm import tqdm
 
     from retrieval.events import EventBatch
@@ -125,18 +126,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     try:
         _wait_ready(url, server)
         http_ms: list[float] = []
-        with httpx.Client(timeout=10) as client:
-            payload = json.dumps(body).encode()
-            headers = {"content-type": "application/json"}
-            for i in tqdm(range(args.repeat + 10), desc="http", file=sys.stderr):
-                start = time.perf_counter()
-                r = client.post(f"{url}/v1/rank", content=payload, headers=headers)
-                r.json()
-                if i >= 10:
-                    http_ms.append((time.perf_counter() - start) * 1e3)
-                if r.status_code != 200:
-                    raise SystemExit(f"longrank bench serve: /v1/rank answered {r.status_code}: {r.text[:300]}")
-            degraded = r.json()["degraded"]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # keep-alive; a thin client
+        payload = json.dumps(body).encode()
+        headers = {"content-type": "application/json"}
+        answer = b""
+        for i in tqdm(range(args.repeat + 10), desc="http", file=sys.stderr):
+            start = time.perf_counter()
+            conn.request("POST", "/v1/rank", body=payload, headers=headers)
+            response = conn.getresponse()
+            answer = response.read()
+            if i >= 10:
+                http_ms.append((time.perf_counter() - start) * 1e3)
+            if response.status != 200:
+                raise SystemExit(f"longrank bench serve: /v1/rank answered {response.status}: {answer[:300]!r}")
+        conn.close()
+        degraded = json.loads(answer)["degraded"]
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="PNG", help="write a latency CDF (sweep: CDFs + p50/p99 vs rate)")
     parser.add_argument("--users", type=int, default=943, help="distinct user ids f'{prefix}{n}', n < users")
     parser.add_argument("--user-prefix", default="u", help='user id prefix (default "u"; "" for MovieLens ids)')
+    parser.add_argument("--user-width", type=int, default=0, help="zero-pad user numbers to N digits (synthetic: 6)")
     parser.add_argument("--candidates", type=int, default=500, help="candidates per request (default 500)")
     parser.add_argument("--items", type=int, default=1682, help="candidate item ids are drawn from [0, items)")
     parser.add_argument("--categories", type=int, default=19, help="category ids are drawn from [0, categories)")
@@ -64,7 +65,8 @@ def _readable(summary: dict[str, object]) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         payload = PayloadSpec(users=args.users, candidates=args.candidates, items=args.items,
-                              categories=args.categories, user_prefix=args.user_prefix, seed=args.seed)
+                              categories=args.categories, user_prefix=args.user_prefix, user_width=args.user_width,
+                              seed=args.seed)
         config = LoadConfig(url=args.url, rate=args.rate if args.rate is not None else args.rates[0],
                             duration=args.duration, warmup=args.warmup, timeout=args.timeout,
                             connections=args.connections, path=args.path, payload=payload,

@@ -245,3 +245,11 @@ def test_locustfile_imports_and_defines_a_rank_user() -> None:
                          env={**os.environ, "LONGRANK_LOAD_USERS": "10", "LONGRANK_LOAD_CANDIDATES": "7"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "256"
+
+
+def test_user_ids_can_be_zero_padded_to_match_synthetic_ids() -> None:
+    from loadtest.payloads import PayloadSpec, body_dicts
+
+    ids = {b["user_id"] for b in body_dicts(PayloadSpec(users=200, user_width=6, candidates=3, items=10), 50)}
+    assert all(isinstance(u, str) and len(u) == 7 and u.startswith("u") and u[1:].isdigit() for u in ids)
+    assert any(int(str(u)[1:]) >= 10 for u in ids)
