@@ -99,10 +99,16 @@ class RedisProcess:
         self.proc = None
 
     def kill(self) -> None:
+        """SIGKILL, as a crash would (no shutdown save)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+    def restart(self) -> None:
+        """Stop, then start again on the same port and directory."""
+        self.stop()
+        self.start()
 
 
 def start_server(directory: Path, *, port: int | None = None, conf: Path | None = None,

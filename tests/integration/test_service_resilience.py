@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.settings import Settings
+from serving.stack.redis_procs import RedisProcess
 
 NOW = int(time.time())  # events sit ~3,000 s back: far from a log2 time-bucket edge (2,048 / 4,096 s)
 CANDS = [{"item_id": 100 + i, "category_id": i % 3} for i in range(20)]
@@ -20,16 +21,16 @@ def events(n: int) -> list[dict[str, object]]:
     return [{"user_id": "u1", "item_id": i, "category_id": i % 3, "ts": NOW - 3000 + i} for i in range(n)]
 
 
-def test_store_down_degrades_then_recovers(redis_server: Callable[..., object], artifact_dir: Path) -> None:
+def test_store_down_degrades_then_recovers(redis_server: Callable[..., RedisProcess], artifact_dir: Path) -> None:
     server = redis_server()
-    settings = Settings(store_url=server.url, artifact=artifact_dir, store_read_budget_s=0.05,  # type: ignore[attr-defined]
+    settings = Settings(store_url=server.url, artifact=artifact_dir, store_read_budget_s=0.05,
                         store_connect_timeout_s=0.2, store_timeout_s=0.2)
     with TestClient(create_app(settings)) as c:
         assert c.post("/v1/events", json={"events": events(30)}).status_code == 200
         healthy = c.post("/v1/rank", json={"user_id": "u1", "candidates": CANDS}).json()
         assert healthy["degraded"] is False
 
-        server.kill()  # type: ignore[attr-defined]
+        server.kill()
         for _ in range(3):
             r = c.post("/v1/rank", json={"user_id": "u1", "candidates": CANDS})
             assert r.status_code == 200 and r.json()["degraded"] is True
@@ -37,7 +38,7 @@ def test_store_down_degrades_then_recovers(redis_server: Callable[..., object], 
         assert c.post("/v1/events", json={"events": events(1)}).status_code == 503
         assert "longrank_degraded_responses_total 3.0" in c.get("/metrics").text
 
-        server.restart()  # type: ignore[attr-defined]
+        server.restart()
         deadline = time.time() + 10
         while c.get("/readyz").status_code != 200 and time.time() < deadline:
             time.sleep(0.1)
