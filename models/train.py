@@ -14,7 +14,8 @@ The loop (the model never trains itself; this module owns the optimiser and the 
 
 Soft search trains its own retrieval: in the first epoch the ESU reads the hard (category) search's behaviours
 and the GSU's auxiliary head learns the relevance r = (W_b e_i)·(W_a e_a) on them; after every epoch the
-``ItemIndex`` is rebuilt from the current ``gsu_tables()`` and later epochs, validation and test read the
+``ItemIndex`` is rebuilt from the current ``gsu_tables()`` (item ⊕ category vectors per item bucket, each bucket's
+category read off the data: ``category_of_buckets``) and later epochs, validation and test read the
 ``SoftSearch`` top-K — the very search serving runs. The artifact's index is rebuilt from the restored best weights.
 
 Determinism: one seed drives torch (``torch.manual_seed``: initialisation and dropout), a numpy ``Generator``
@@ -47,6 +48,7 @@ from models.metrics import evaluate
 from models.ranker import RankerModel
 from models.runtime import set_threads
 from retrieval.gsu import HardSearch, SoftSearch
+from retrieval.hashing import bucket
 from retrieval.item_index import ItemIndex
 
 CURVES_FILE = "curves.png"
@@ -249,8 +251,21 @@ def predict(model: RankerModel, features: _Features, name: str, split: Split, si
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-def _refresh_index(model: RankerModel, config: ModelConfig, seed: int) -> ItemIndex:
-    keys, queries = model.gsu_tables()
+def category_of_buckets(samples: Samples, config: ModelConfig) -> npt.NDArray[np.int64]:
+    """Each item bucket's category bucket (0 where no item of the data falls), from the histories and samples:
+    the soft search's vectors are item ⊕ category embeddings, and the index is addressed by item bucket."""
+    out = np.zeros(config.item_buckets, dtype=np.int64)
+    parts = [(h["item_id"], h["category_id"]) for h in samples.histories if len(h)]
+    parts += [(s.item, s.category) for s in (samples.train, samples.valid, samples.test)]
+    for items, cats in parts:
+        out[bucket(items, config.item_buckets)] = bucket(cats, config.category_buckets)
+    return out
+
+
+def _refresh_index(
+    model: RankerModel, config: ModelConfig, seed: int, category_of_bucket: npt.NDArray[np.int64] | None = None
+) -> ItemIndex:
+    keys, queries = model.gsu_tables(category_of_bucket)
     return ItemIndex.build(keys, queries, n_clusters=config.n_clusters, seed=seed)
 
 
@@ -270,6 +285,7 @@ def train(samples: Samples, options: TrainOptions, source: FeatureSource | None 
     history: list[dict[str, float]] = []
     best_auc, best_epoch, best_state, best_index = -math.inf, 0, copy.deepcopy(model.state_dict()), None
     soft = config.gsu == "soft"
+    cat_of_bucket: npt.NDArray[np.int64] | None = None
 
     for epoch in range(1, options.epochs + 1):
         model.train()
@@ -303,7 +319,9 @@ def train(samples: Samples, options: TrainOptions, source: FeatureSource | None 
             scheduler.step()
         index = None
         if soft:
-            index = _refresh_index(model, config, options.seed)
+            if cat_of_bucket is None:
+                cat_of_bucket = category_of_buckets(samples, config)
+            index = _refresh_index(model, config, options.seed, cat_of_bucket)
             features.use_index(index)
         probs = predict(model, features, "valid", valid_split, options.eval_batch_size)
         valid = evaluate(valid_split.user, valid_split.label, probs)
