@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,21 +15,14 @@ from serving.settings import Settings
 NOW = int(time.time())
 
 
-def _redis_url() -> str:
-    base = os.environ.get("LONGRANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    return f"{base}?key_prefix=test-api-{uuid.uuid4().hex[:8]}"
-
-
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
-    url = {"memory": lambda: "memory://", "sqlite": lambda: f"sqlite:///{tmp_path}/b.db", "redis": _redis_url}[
-        request.param
-    ]()
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path}/b.db"}.get(request.param)
+    if url is None:
+        url = request.getfixturevalue("redis_store_url")  # own key prefix, dropped at teardown
     settings = Settings(store_url=url, max_events_per_batch=5, max_body_bytes=4096, max_behaviors_per_read=200)
     with TestClient(create_app(settings)) as c:
         yield c
-        if request.param == "redis":
-            c.delete("/v1/users/u1")
 
 
 def ev(item: int, ts: int = NOW - 100, **kw: object) -> dict[str, object]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,20 +17,14 @@ from serving.settings import Settings
 NOW = int(time.time())
 
 
-def _url(kind: str, tmp_path: Path) -> str:
-    if kind == "redis":
-        base = os.environ.get("LONGRANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-        return f"{base}?key_prefix=test-rank-{uuid.uuid4().hex[:8]}"
-    return {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path}/b.db"}[kind]
-
-
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def client(request: pytest.FixtureRequest, tmp_path: Path, artifact_dir: Path) -> Iterator[TestClient]:
-    settings = Settings(store_url=_url(request.param, tmp_path), artifact=artifact_dir, max_candidates=50)
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path}/b.db"}.get(request.param)
+    if url is None:
+        url = request.getfixturevalue("redis_store_url")  # own key prefix, dropped at teardown
+    settings = Settings(store_url=url, artifact=artifact_dir, max_candidates=50)
     with TestClient(create_app(settings)) as c:
         yield c
-        for user in ("u1", "u2"):
-            c.delete(f"/v1/users/{user}")
 
 
 def candidates(n: int, start: int = 1000) -> list[dict[str, int]]:
