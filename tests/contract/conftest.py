@@ -13,7 +13,6 @@ of the contract and a subprocess can open the very same store from ``backend.url
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -75,20 +74,6 @@ def _redis_backend(redis_url: str) -> tuple[Backend, Callable[[], None]]:
         client.close()
 
     return Backend("redis", redis_url, fixed={"key_prefix": prefix}), cleanup
-
-
-@pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A private 3-master Redis Cluster (serving.stack.redis_procs.LocalCluster), stopped at the end of the session."""
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        pytest.skip("redis-server and redis-cli are needed for a local Redis Cluster")
-    from serving.stack.redis_procs import start_cluster
-
-    cluster = start_cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def _cluster_backend(request: pytest.FixtureRequest) -> tuple[Backend, Callable[[], None]]:

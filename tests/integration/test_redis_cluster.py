@@ -4,8 +4,6 @@ in one call, and the service ranks end to end with ``LONGRANK_STORE_URL=redis://
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,21 +15,16 @@ from retrieval.store import open_store
 from retrieval.store.redis import RedisStore
 from serving.app import create_app
 from serving.settings import Settings
-from serving.stack.redis_procs import LocalCluster, free_port, start_cluster
+from serving.stack.redis_procs import LocalCluster, free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 TS0 = 1_600_000_000
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        pytest.skip("redis-server and redis-cli are needed for a local Redis Cluster")
-    running = start_cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        yield running
-    finally:
-        running.stop()
+@pytest.fixture
+def cluster(redis_cluster: LocalCluster) -> LocalCluster:
+    """The session's local cluster (tests/conftest.py)."""
+    return redis_cluster
 
 
 def test_a_users_keys_share_one_slot_and_a_batch_spans_every_node(cluster: LocalCluster) -> None:
