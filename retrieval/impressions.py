@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -31,6 +30,7 @@ import redis
 
 from retrieval.errors import InvalidStoreURL, StoreTimeout, StoreUnavailable
 from retrieval.store.base import StoreOptions, options_from_query
+from retrieval.store.sqlite import sqlite_errors
 
 IntArray = npt.NDArray[np.int64]
 
@@ -102,16 +102,8 @@ class SqliteImpressions:
                 self._conns.append(conn)
         return conn
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreTimeout(f"sqlite impressions {str(self.path)!r}: {what} timed out ({exc})") from exc
-            raise StoreUnavailable(f"sqlite impressions {str(self.path)!r}: {what} failed: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"sqlite impressions {str(self.path)!r}: {what} failed: {exc}") from exc
+    def _errors(self, what: str) -> AbstractContextManager[None]:
+        return sqlite_errors(f"sqlite impressions {str(self.path)!r}", what, self.options.command_timeout_s)
 
     def add(self, items: npt.ArrayLike) -> None:
         ids, n = _tally(items)

@@ -41,7 +41,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
 from retrieval.errors import InvalidStoreURL, StoreTimeout, StoreUnavailable
@@ -68,6 +68,23 @@ CACHE_KIB = 65_536  # page cache per connection
 PRUNE_EVERY_S = 60.0
 ID_CHUNK = 500  # event ids per IN (...) query
 
+
+
+@contextmanager
+def sqlite_errors(label: str, what: str, timeout_s: float) -> Iterator[None]:
+    """Wrap sqlite3 errors: a busy/locked database -> StoreTimeout, anything else -> StoreUnavailable. ``label``
+    names the file (and what it holds) in the message."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        msg = str(exc).lower()
+        if "locked" in msg or "busy" in msg:
+            raise StoreTimeout(
+                f"{label}: {what} waited more than {timeout_s} s for the database lock ({exc})"
+            ) from exc
+        raise StoreUnavailable(f"{label}: {what} failed: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"{label}: {what} failed: {exc}") from exc
 
 class SqliteStore:
     """A BehaviorStore in one SQLite file: one packed blob per user, event ids in their own table."""
@@ -116,21 +133,8 @@ class SqliteStore:
             self._conns.append(conn)
         return conn
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """Wrap sqlite3 errors: a busy/locked database -> StoreTimeout, anything else -> StoreUnavailable."""
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            msg = str(exc).lower()
-            if "locked" in msg or "busy" in msg:
-                raise StoreTimeout(
-                    f"sqlite store {str(self.path)!r}: {what} waited more than "
-                    f"{self.options.command_timeout_s} s for the database lock ({exc})"
-                ) from exc
-            raise StoreUnavailable(f"sqlite store {str(self.path)!r}: {what} failed: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"sqlite store {str(self.path)!r}: {what} failed: {exc}") from exc
+    def _errors(self, what: str) -> AbstractContextManager[None]:
+        return sqlite_errors(f"sqlite store {str(self.path)!r}", what, self.options.command_timeout_s)
 
     @contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:
