@@ -33,7 +33,7 @@ test: $(STAMP)
 	scripts/with-redis.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check retrieval models serving loadtest tests
+	$(BIN)/ruff check retrieval models serving loadtest cli bench stack tests
 	$(BIN)/mypy
 
 bench: $(STAMP)
@@ -44,7 +44,7 @@ bench: $(STAMP)
 # workers on LONGRANK_PORT. Ctrl-C stops everything.
 STACK_WORKERS ?= 2
 stack: $(STAMP)
-	$(BIN)/python -m serving.stack.run --workers $(STACK_WORKERS) --port $(LONGRANK_PORT) $(STACK_ARGS)
+	$(BIN)/python -m stack.run --workers $(STACK_WORKERS) --port $(LONGRANK_PORT) $(STACK_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -29,7 +29,8 @@ import numpy.typing as npt
 import redis
 
 from retrieval.errors import InvalidStoreURL, StoreTimeout, StoreUnavailable
-from retrieval.store.base import StoreOptions, options_from_query
+from retrieval.store.base import StoreOptions
+from retrieval.store.factory import options_from_query
 from retrieval.store.sqlite import sqlite_errors
 
 IntArray = npt.NDArray[np.int64]

@@ -6,7 +6,7 @@
 - ``free_port()``: a TCP port on 127.0.0.1 that nothing listens on right now.
 - ``redis_server(*args)``: start a private ``redis-server`` on a free port in a temporary directory (extra command
   line arguments, e.g. ``"--appendonly", "yes"``), wait until it answers PING and return its handle
-  (``serving.stack.redis_procs.RedisProcess``: ``url``, ``port``, ``dir``, ``stop()``, ``kill()``, ``restart()``);
+  (``stack.redis_procs.RedisProcess``: ``url``, ``port``, ``dir``, ``stop()``, ``kill()``, ``restart()``);
   every server is stopped at teardown.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from serving.stack.redis_procs import LocalCluster, RedisProcess, start_cluster
+from stack.redis_procs import LocalCluster, RedisProcess, start_cluster
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 

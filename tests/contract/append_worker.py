@@ -13,7 +13,7 @@ import json
 import sys
 
 from retrieval.events import EventBatch
-from retrieval.store.base import open_store
+from retrieval.store.factory import open_store
 
 TS0 = 1_600_000_000
 

@@ -22,7 +22,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from retrieval.store.base import BehaviorStore, open_store
+from retrieval.store.base import BehaviorStore
+from retrieval.store.factory import open_store
 
 BACKENDS = [
     "memory",
@@ -81,7 +82,7 @@ def _cluster_backend(request: pytest.FixtureRequest) -> tuple[Backend, Callable[
         import retrieval.store.redis  # noqa: F401
     except ImportError:
         pytest.skip("redis backend not present")
-    from serving.stack.redis_procs import command
+    from stack.redis_procs import command
 
     cluster = request.getfixturevalue("redis_cluster")
     prefix = f"test-{uuid.uuid4().hex[:8]}"

@@ -171,7 +171,7 @@ def test_a_dgu_above_every_pctr_gates_everything_out(make_client: Callable[..., 
 
 
 def test_export_log_joins_clicks_into_obp_arrays(tmp_path: Path, artifact_dir: Path) -> None:
-    from serving.cli import main
+    from cli.main import main
 
     url = f"sqlite:///{tmp_path}/b.db"
     settings = Settings(store_url=url, artifact=artifact_dir, explore_log=str(tmp_path / "log.jsonl"), **EXPLORE)

@@ -199,7 +199,7 @@ def test_redis_conf_is_durable_and_bounded() -> None:
 def test_redis_server_accepts_the_conf(tmp_path: Path) -> None:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    from serving.stack.redis_procs import command, start_server
+    from stack.redis_procs import command, start_server
 
     server = start_server(tmp_path, conf=ROOT / "docker" / "redis.conf", args=("--bind", "127.0.0.1"))
     try:

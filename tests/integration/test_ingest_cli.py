@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cli.main import main
 from retrieval.ingest import IngestAborted, IngestError, ingest_file
-from retrieval.store.base import StoreOptions, open_store
-from serving.cli import main
+from retrieval.store.base import StoreOptions
+from retrieval.store.factory import open_store
 
 TS0 = 1_700_000_000
 HAS_REDIS_STORE = importlib.util.find_spec("retrieval.store.redis") is not None

@@ -15,7 +15,7 @@ from retrieval.store import open_store
 from retrieval.store.redis import RedisStore
 from serving.app import create_app
 from serving.settings import Settings
-from serving.stack.redis_procs import LocalCluster, free_port
+from stack.redis_procs import LocalCluster, free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 TS0 = 1_600_000_000

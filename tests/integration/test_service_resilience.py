@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.settings import Settings
-from serving.stack.redis_procs import RedisProcess
+from stack.redis_procs import RedisProcess
 
 NOW = int(time.time())  # events sit ~3,000 s back: far from a log2 time-bucket edge (2,048 / 4,096 s)
 CANDS = [{"item_id": 100 + i, "category_id": i % 3} for i in range(20)]

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from retrieval.store import open_store
-from serving.stack.redis_procs import command
-from serving.stack.run import Stack, StackConfig, start_stack
+from stack.redis_procs import command
+from stack.run import Stack, StackConfig, start_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 TS0 = 1_700_000_000

@@ -14,7 +14,7 @@ import torch
 
 from models.data.synthetic import SyntheticConfig, write_synthetic
 
-LONGRANK = [sys.executable, "-m", "serving.cli"]
+LONGRANK = [sys.executable, "-m", "cli.main"]
 TINY = ["--set", "item_buckets=4096", "--set", "n_clusters=16", "--set", "nprobe=4", "--set", "long_k=16"]
 
 
@@ -64,7 +64,7 @@ def test_train_writes_a_loadable_soft_search_artifact(tiny_data: Path, tmp_path:
 
 @pytest.mark.slow  # imports torch in-process: a few seconds
 def test_train_rejects_bad_input(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from serving.cli import main
+    from cli.main import main
 
     def err(*args: str | Path) -> str:
         assert main(["train", *map(str, args)]) != 0

@@ -20,6 +20,7 @@ from types import ModuleType
 import httpx
 import pytest
 
+from cli.main import main
 from loadtest.openloop import (
     LoadConfig,
     RemoteTargetError,
@@ -31,7 +32,6 @@ from loadtest.openloop import (
 )
 from loadtest.payloads import PayloadSpec, body_dicts, make_bodies
 from loadtest.plot import plot_cdf, plot_sweep
-from serving.cli import main
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -231,7 +231,7 @@ def test_payloads_are_deterministic_and_within_the_spec() -> None:
 
 
 def test_loadtest_imports_no_torch_faiss_or_web_framework() -> None:
-    code = ("import sys, json, serving.commands.loadtest, loadtest.plot; "
+    code = ("import sys, json, cli.loadtest, loadtest.plot; "
             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert not set(json.loads(out.stdout)) & {"torch", "faiss", "fastapi", "starlette", "models"}

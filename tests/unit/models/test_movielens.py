@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from cli.main import main
 from models.data import movielens
 from models.data.movielens import (
     GENRES,
@@ -26,7 +27,6 @@ from models.data.movielens import (
     write_ml100k,
 )
 from retrieval.events import MIN_TS
-from serving.cli import main
 
 
 @pytest.fixture(scope="module")

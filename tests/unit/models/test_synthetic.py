@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from cli.main import main
 from models.data.samples import load_samples
 from models.data.synthetic import (
     END_TS,
@@ -24,7 +25,6 @@ from models.data.synthetic import (
     write_synthetic,
 )
 from retrieval.events import MIN_TS
-from serving.cli import main
 
 SMALL = SyntheticConfig(users=12, length=900, min_length=300, categories=40, samples_per_user=10, seed=3)
 

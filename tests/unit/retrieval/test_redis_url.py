@@ -13,7 +13,8 @@ import redis
 
 from retrieval.errors import InvalidStoreURL, StoreError, StoreTimeout, StoreUnavailable
 from retrieval.events import EventBatch
-from retrieval.store.base import StoreOptions, open_store
+from retrieval.store.base import StoreOptions
+from retrieval.store.factory import open_store
 from retrieval.store.redis import RedisStore, redact_url
 
 TS0 = 1_600_000_000

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from retrieval.errors import InvalidStoreURL
-from retrieval.store.base import StoreOptions, open_store, options_from_query
+from retrieval.store.base import StoreOptions
+from retrieval.store.factory import open_store, options_from_query
 from retrieval.store.memory import MemoryStore
 from retrieval.store.sqlite import SqliteStore
 

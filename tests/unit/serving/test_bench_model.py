@@ -10,7 +10,7 @@ import faiss
 import pytest
 import torch
 
-from serving.bench import model as bench_model
+from bench import model as bench_model
 
 
 def test_measure_reports_the_fixed_fields() -> None:

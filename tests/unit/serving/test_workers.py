@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from serving.commands import serve
+from cli import serve
 from serving.metrics import Metrics
 from serving.settings import SettingsError, load_settings
 

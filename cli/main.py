@@ -1,6 +1,6 @@
 """`longrank VERB ...`: the command-line entry point.
 
-Each verb lives in its own module under ``serving/commands`` exposing ``HELP``, ``add_arguments(parser)`` and
+Each verb lives in its own module under ``cli`` exposing ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``. Only the module of the verb being run is imported, so `longrank --help` and light verbs
 stay fast and never pay for torch or faiss.
 """
@@ -27,7 +27,7 @@ VERBS: dict[str, str] = {
 
 
 def _module(verb: str) -> object:
-    return importlib.import_module(f"serving.commands.{verb.replace('-', '_')}")
+    return importlib.import_module(f"cli.{verb.replace('-', '_')}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         module = _module(verb)
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("serving.commands"):
+        if exc.name == f"cli.{verb.replace('-', '_')}":
             print(f"longrank {verb}: not available in this build yet", file=sys.stderr)
             return 2
         raise

@@ -120,7 +120,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "LONGRANK_INFERENCE_WORKERS": "1",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "serving.cli", "serve", "--port", str(port), "--log-level", "warning"], env=env
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--log-level", "warning"], env=env
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -1,4 +1,4 @@
-"""`longrank bench {store,gsu,model,serve} [--json]`: each benchmark lives in serving/bench/<name>.py with
+"""`longrank bench {store,gsu,model,serve} [--json]`: each benchmark lives in bench/<name>.py with
 ``add_arguments(parser)`` and ``measure(args) -> dict``; this verb prints the dict as one JSON object."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ BENCHES = ("store", "gsu", "model", "serve")
 
 def _load(name: str) -> ModuleType | None:
     """The bench module, or None when this build does not have it (other import errors propagate)."""
-    module = f"serving.bench.{name}"
+    module = f"bench.{name}"
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:

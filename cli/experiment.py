@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from serving.commands.train import VARIANTS, parse_overrides
+from cli.train import VARIANTS, parse_overrides
 
 HELP = "Train and evaluate every variant over several seeds; print the results table."
 

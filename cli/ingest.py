@@ -16,7 +16,8 @@ from dataclasses import replace
 
 from retrieval.errors import InvalidStoreURL, StoreError
 from retrieval.ingest import DEFAULT_BATCH_SIZE, IngestAborted, IngestError, default_actions, ingest_file
-from retrieval.store.base import StoreOptions, open_store
+from retrieval.store.base import StoreOptions
+from retrieval.store.factory import open_store
 
 DEFAULT_STORE_URL = "sqlite:///./var/behaviors.db"
 

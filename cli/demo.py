@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from serving.cli import main
+    from cli.main import main
 
     try:
         settings = load_settings(store_url=args.store_url)

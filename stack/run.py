@@ -25,9 +25,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.stack.redis_procs import RedisProcess, RedisProcessError, command, free_port, start_server
+from stack.redis_procs import RedisProcess, RedisProcessError, command, free_port, start_server
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONF = REPO / "docker" / "redis.conf"
 
 
@@ -109,7 +109,7 @@ def child_pids(parent: int) -> list[int]:
 def _longrank(*argv: str, env: dict[str, str], step: str) -> None:
     """Run one `longrank VERB ...` in a subprocess; raise StackError with its output when it fails."""
     print(f"stack: {step}: longrank {' '.join(argv)}", file=sys.stderr, flush=True)
-    done = subprocess.run([sys.executable, "-m", "serving.cli", *argv], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "cli.main", *argv], env=env, capture_output=True, text=True,
                           check=False)
     if done.returncode != 0:
         raise StackError(f"{step} failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
@@ -194,7 +194,7 @@ def start_stack(config: StackConfig) -> Stack:
                     "LONGRANK_ACTIONS": json.dumps(actions), "LONGRANK_HOST": "127.0.0.1",
                     "LONGRANK_PORT": str(stack.port), "LONGRANK_WORKERS": str(config.workers)})
         with stack.log.open("ab") as log:
-            stack.server = subprocess.Popen([sys.executable, "-m", "serving.cli", "serve", "--log-level", "warning"],
+            stack.server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--log-level", "warning"],
                                             env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_ready(stack.url, config.ready_timeout_s, stack.server)
     except BaseException:
