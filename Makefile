@@ -8,7 +8,7 @@ LONGRANK_HOST ?= 127.0.0.1
 LONGRANK_PORT ?= 8000
 export LONGRANK_HOST LONGRANK_PORT
 
-.PHONY: serve test lint bench clean-venv stack
+.PHONY: serve test lint bench clean-venv stack compose-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ bench: $(STAMP)
 STACK_WORKERS ?= 2
 stack: $(STAMP)
 	$(BIN)/python -m stack.run --workers $(STACK_WORKERS) --port $(LONGRANK_PORT) $(STACK_ARGS)
+
+# docker-compose.yml for real (stack/compose_check.py): a container engine (installed and started when none runs and
+# we are root), the images built, the stack up and checked through ports on 127.0.0.1, then everything it started
+# removed (images stay cached). Each step prints its time. COMPOSE_CHECK_ARGS: see `python -m stack.compose_check -h`.
+compose-check: $(STAMP)
+	$(BIN)/python -m stack.compose_check $(COMPOSE_CHECK_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

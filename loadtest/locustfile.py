@@ -5,7 +5,9 @@ Run headless against a local service (Locust is in the `load` extra, installed i
     locust -f loadtest/locustfile.py --headless -u 50 -r 10 -t 60s --host http://127.0.0.1:8000
 
 Environment: LONGRANK_LOAD_USERS (distinct user ids, default 943), LONGRANK_LOAD_CANDIDATES (candidates per
-request, default 500), LONGRANK_LOAD_USER_PREFIX (default "u"; "" for the MovieLens demo's ids "1".."943").
+request, default 500), LONGRANK_LOAD_USER_PREFIX (default "u"; "" for the MovieLens demo's ids "1".."943"),
+LONGRANK_LOAD_USER_RPS (requests per second of each simulated user; default 0 = no pacing, one request after
+another).
 
 Caveats, and why `longrank loadtest` is the tool for the latency numbers: Locust is CLOSED-loop (each simulated
 user waits for its response before sending again), so when the service slows down the offered load drops with it
@@ -17,9 +19,10 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from functools import cache
 
-from locust import HttpUser, constant, task
+from locust import HttpUser, constant, constant_throughput, task
 
 from loadtest.payloads import PayloadSpec, make_bodies
 
@@ -36,10 +39,16 @@ def _bodies() -> list[bytes]:
     return make_bodies(spec, POOL)
 
 
-class RankUser(HttpUser):
-    """Posts one rank request after another (no think time); non-2xx responses count as failures."""
+def _pacing() -> Callable[..., float]:
+    """Locust's wait_time: LONGRANK_LOAD_USER_RPS requests per second per user, or none (0, the default)."""
+    rps = float(os.environ.get("LONGRANK_LOAD_USER_RPS") or 0)
+    return constant_throughput(rps) if rps > 0 else constant(0)
 
-    wait_time = constant(0)
+
+class RankUser(HttpUser):
+    """Posts one rank request after another (paced by LONGRANK_LOAD_USER_RPS); non-2xx responses count as failures."""
+
+    wait_time = _pacing()
 
     @task
     def rank(self) -> None:
