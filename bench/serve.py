@@ -118,6 +118,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "LONGRANK_ARTIFACT": str(artifact),
         "LONGRANK_TORCH_THREADS": str(args.threads),
         "LONGRANK_INFERENCE_WORKERS": "1",
+        "LONGRANK_WORKERS": "1",  # one process, like the in-process pipeline it is compared with
+        "LONGRANK_ACCESS_LOG": "false",
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--log-level", "warning"], env=env

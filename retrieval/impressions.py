@@ -8,11 +8,14 @@ behaviours:
 - ``sqlite:///PATH`` table ``impressions(item_id INTEGER PRIMARY KEY, n INTEGER)`` in the same file (WAL), one
                      UPSERT transaction per ``add``; one connection per thread;
 - ``redis://``       ONE hash ``{prefix}:impressions`` (field = decimal item id, value = count): ``add`` is one
-                     pipeline of HINCRBY (one per distinct item), ``counts`` one HMGET. (On a Redis Cluster the
-                     hash sits on one slot, which is fine for a counter read once per rank request.)
+                     pipeline of HINCRBY (one per distinct item), ``counts`` one HMGET. The connection comes from
+                     ``retrieval.redis_client`` like the behaviour store's: ``?cluster=true`` talks to a Redis
+                     Cluster (the hash sits on one slot, which is fine for a counter read once per rank request),
+                     the same timeouts, no hidden retries (``counts`` runs once more after a connection error only
+                     when ``options.retries`` allows; ``add`` never: HINCRBY is not idempotent).
 
-Counts are only ever incremented; ``counts`` of an unknown item is 0. Errors are StoreUnavailable / StoreTimeout
-like the behaviour store's. No torch, no fastapi.
+Counts are only ever incremented; ``counts`` of an unknown item is 0. Errors are the store error tree's
+(retrieval/errors.py), like the behaviour store's. No torch, no fastapi.
 """
 
 from __future__ import annotations
@@ -21,17 +24,17 @@ import sqlite3
 import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
-import redis
 
-from retrieval.errors import InvalidStoreURL, StoreTimeout, StoreUnavailable
+from retrieval.errors import InvalidStoreURL
+from retrieval.redis_client import RedisConnection, RedisTarget
 from retrieval.store.base import StoreOptions
 from retrieval.store.factory import options_from_query
-from retrieval.store.sqlite import sqlite_errors
+from retrieval.store.sqlite import JOURNAL_SIZE_LIMIT, sqlite_errors
 
 IntArray = npt.NDArray[np.int64]
 
@@ -98,13 +101,14 @@ class SqliteImpressions:
                                    check_same_thread=False)  # fmt: skip
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
         return conn
 
     def _errors(self, what: str) -> AbstractContextManager[None]:
-        return sqlite_errors(f"sqlite impressions {str(self.path)!r}", what, self.options.command_timeout_s)
+        return sqlite_errors("sqlite impressions", what, self.options.command_timeout_s, str(self.path))
 
     def add(self, items: npt.ArrayLike) -> None:
         ids, n = _tally(items)
@@ -145,22 +149,17 @@ class SqliteImpressions:
 
 
 class RedisImpressions:
-    def __init__(self, url: str, options: StoreOptions | None = None) -> None:
+    def __init__(self, url: str, options: StoreOptions | None = None, *, cluster: bool | None = None) -> None:
         self.options = options or StoreOptions()
         self.key = f"{self.options.key_prefix}:impressions"
-        try:
-            self._client = redis.Redis.from_url(url, socket_connect_timeout=self.options.connect_timeout_s,
-                                                socket_timeout=self.options.command_timeout_s)  # fmt: skip
-        except ValueError as exc:
-            raise InvalidStoreURL(f"impressions: bad Redis URL ({exc})") from exc
+        target = RedisTarget.parse(url, password=self.options.password, cluster=cluster)
+        self._redis = RedisConnection(target, connect_timeout_s=self.options.connect_timeout_s,
+                                      command_timeout_s=self.options.command_timeout_s,
+                                      retries=self.options.retries)  # fmt: skip
 
-    def _call(self, what: str, fn: Any) -> Any:
-        try:
-            return fn()
-        except redis.TimeoutError as exc:
-            raise StoreTimeout(f"redis impressions: {what} timed out ({exc})") from exc
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"redis impressions: {what} failed: {exc}") from exc
+    @property
+    def cluster(self) -> bool:
+        return self._redis.cluster
 
     def add(self, items: npt.ArrayLike) -> None:
         ids, n = _tally(items)
@@ -168,22 +167,24 @@ class RedisImpressions:
             return
 
         def run() -> None:
-            pipe = self._client.pipeline(transaction=False)
+            pipe = self._redis.client.pipeline(transaction=False)
             for i, k in zip(ids.tolist(), n.tolist(), strict=True):
                 pipe.hincrby(self.key, str(i), k)
             pipe.execute()
 
-        self._call("add", run)
+        self._redis.call("impressions add", run)
 
     def counts(self, items: npt.ArrayLike) -> IntArray:
         arr = np.asarray(items, dtype=np.int64).reshape(-1)
         if not len(arr):
             return np.zeros(0, dtype=np.int64)
-        values = self._call("counts", lambda: self._client.hmget(self.key, [str(i) for i in arr.tolist()]))
+        fields = [str(i) for i in arr.tolist()]
+        values = self._redis.call("impressions counts", lambda: self._redis.client.hmget(self.key, fields),
+                                  idempotent=True)  # fmt: skip
         return np.fromiter((int(v) if v is not None else 0 for v in values), dtype=np.int64, count=len(arr))
 
     def close(self) -> None:
-        self._client.close()
+        self._redis.close()
 
 
 def open_impressions(url: str, options: StoreOptions | None = None) -> ImpressionCounter:
@@ -199,5 +200,5 @@ def open_impressions(url: str, options: StoreOptions | None = None) -> Impressio
             raise InvalidStoreURL(f"sqlite URL {url!r} must look like sqlite:///relative/or/absolute/path.db")
         return SqliteImpressions(path[1:], opts)
     if scheme in {"redis", "rediss"}:
-        return RedisImpressions(url.split("?", 1)[0], opts)
+        return RedisImpressions(url, opts)
     raise InvalidStoreURL(f"store URL {url!r}: unknown scheme {scheme!r}; use memory://, sqlite:///PATH or redis://")

@@ -6,13 +6,18 @@ Sinks (``LONGRANK_EXPLORE_LOG``):
 - a file path (default ``./var/exploration.jsonl``): JSON Lines, appended under a lock and flushed per record, so
   a record is complete on disk when the response leaves (one ``write`` of one line; readers skip a torn last line);
 - ``redis://...``: a Redis Stream (``LONGRANK_EXPLORE_LOG_STREAM``), ``XADD stream MAXLEN ~ N * record <json>``
-  (approximate trimming keeps the stream near ``LONGRANK_EXPLORE_LOG_MAXLEN`` entries at little cost).
+  (approximate trimming keeps the stream near ``LONGRANK_EXPLORE_LOG_MAXLEN`` entries at little cost). The
+  connection comes from ``retrieval.redis_client`` (``?cluster=true``, explicit timeouts, no retries: an outage
+  costs an explored request at most one command timeout); a Redis error is raised as ExplorationLogError whose
+  cause is the mapped store error (StoreFull, StoreUnavailable, ...).
 
 Record fields (``RECORD_FIELDS``): request_id, ts (unix seconds, float), user_id, model_version, policy, params
-(λ, dropout, samples, pgd_steps, budget, max_impressions, gate), candidates (item ids, request order), categories
-(null where absent), pctr (deterministic), explored_score (ŷ_e where the row moved, else pctr), eligible
-(impression limit), order (candidate indices shown, best first), explored (flag per shown slot), propensity (per
-shown slot, or null when the policy defines none: AGE's TS/UCB do not), degraded.
+(λ, dropout, samples, pgd_steps, budget, max_impressions, gate, propensity_draws), candidates (item ids, request
+order), categories (null where absent), pctr (deterministic), explored_score (ŷ_e where the row moved, else pctr),
+eligible (impression limit), order (candidate indices shown, best first), explored (flag per shown slot: put into
+the slate by exploration), propensity (per shown slot: the probability that the policy shows that item there,
+estimated from M Monte-Carlo draws of its randomness, replayable from the request id; null when logged without
+draws), degraded.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-import redis
+from retrieval.errors import StoreError
+from retrieval.redis_client import open_redis
 
 RECORD_FIELDS = (
     "request_id", "ts", "user_id", "model_version", "policy", "params", "candidates", "categories", "pctr",
@@ -80,35 +86,42 @@ class JsonlLog:
 
 
 class RedisStreamLog:
-    def __init__(self, url: str, stream: str, maxlen: int) -> None:
+    def __init__(self, url: str, stream: str, maxlen: int, *, timeout_s: float = 1.0,
+                 password: str | None = None) -> None:  # fmt: skip
         self.stream, self.maxlen = stream, maxlen
-        self._client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+        self._redis = open_redis(url, connect_timeout_s=timeout_s, command_timeout_s=timeout_s, retries=0,
+                                 password=password)  # fmt: skip
 
     def write(self, record: dict[str, Any]) -> None:
+        data = _check(record)
         try:
-            self._client.xadd(self.stream, {"record": _check(record)}, maxlen=self.maxlen, approximate=True)
-        except redis.RedisError as exc:
-            raise ExplorationLogError(f"exploration log stream {self.stream!r}: XADD failed: {exc}") from exc
+            self._redis.call("exploration log XADD", lambda: self._redis.client.xadd(
+                self.stream, {"record": data}, maxlen=self.maxlen, approximate=True))  # fmt: skip
+        except StoreError as exc:
+            raise ExplorationLogError(f"exploration log stream {self.stream!r}: {exc}") from exc
 
     def close(self) -> None:
-        self._client.close()
+        self._redis.close()
 
 
-def open_exploration_log(target: str, stream: str = "longrank:exploration", maxlen: int = 1_000_000) -> ExplorationLog:
+def open_exploration_log(target: str, stream: str = "longrank:exploration", maxlen: int = 1_000_000, *,
+                         timeout_s: float = 1.0, password: str | None = None) -> ExplorationLog:  # fmt: skip
     """A Redis Stream sink for ``redis://``/``rediss://`` targets, else a JSONL file at the path ``target``."""
     if target.lower().startswith(("redis://", "rediss://")):
-        return RedisStreamLog(target, stream, maxlen)
+        return RedisStreamLog(target, stream, maxlen, timeout_s=timeout_s, password=password)
     return JsonlLog(target)
 
 
 def read_records(source: str, stream: str = "longrank:exploration") -> Iterator[dict[str, Any]]:
     """Every record of a JSONL file or a Redis Stream, oldest first (a torn last line of a file is skipped)."""
     if source.lower().startswith(("redis://", "rediss://")):
-        client = redis.Redis.from_url(source)
+        connection = open_redis(source, connect_timeout_s=5.0, command_timeout_s=30.0)
+        client = connection.client
         try:
             last = "-"
             while True:
-                entries: list[Any] = client.xrange(stream, min=last, count=1000)  # type: ignore[assignment]
+                with connection.errors("exploration log XRANGE"):
+                    entries: list[Any] = client.xrange(stream, min=last, count=1000)  # type: ignore[assignment]
                 if last != "-":
                     entries = entries[1:]  # `min` is inclusive: drop the entry already yielded
                 if not entries:
@@ -117,7 +130,7 @@ def read_records(source: str, stream: str = "longrank:exploration") -> Iterator[
                     yield json.loads(fields[b"record"])
                 last = entries[-1][0].decode()
         finally:
-            client.close()
+            connection.close()
     path = Path(source)
     if not path.is_file():
         raise ExplorationLogError(f"--log {source}: no such file")

@@ -5,9 +5,11 @@ Several server processes (``longrank serve --workers N``): the CLI sets ``PROMET
 directory before the workers start, prometheus-client then keeps every value in per-process files there, and
 ``Metrics.registry`` (what /metrics exposes) is a registry holding only a ``MultiProcessCollector``, so whichever
 worker answers a scrape reports the sum over all of them. Gauges say how to combine processes: the in-flight gauge
-sums live processes, the model gauge takes the max. Info metrics are not supported in that mode, so the model
-being served is the gauge ``longrank_model_info{version, variant, artifact} 1`` (the exposition an Info metric had);
-after a reload the previous version's sample reads 0. Files of workers that died are reaped when a worker starts.
+sums live processes, the model gauge takes the max over LIVE processes. Info metrics are not supported in that mode,
+so the model being served is the gauge ``longrank_model_info{version, variant} 1`` (the exposition an Info metric
+had; no artifact path: it says nothing a scraper needs and shows the server's file layout); after a reload the
+previous version's sample reads 0 in every worker, and the files of workers that died are reaped when a worker
+starts, so a fleet that finished a reload shows one version at 1.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mult
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-MODEL_LABELS = ("version", "variant", "artifact")
+MODEL_LABELS = ("version", "variant")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.045, 0.06, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -50,7 +52,7 @@ def reap_dead_workers(directory: Path) -> list[int]:
 
 @dataclass
 class ModelInfo:
-    """The model being served as ``longrank_model_info{version, variant, artifact} 1`` (a gauge, so that it works
+    """The model being served as ``longrank_model_info{version, variant} 1`` (a gauge, so that it works
     with several worker processes; ``info()`` keeps the interface of prometheus-client's Info)."""
 
     gauge: Gauge
@@ -77,6 +79,7 @@ class Metrics:
     explored: Counter
     model_info: ModelInfo
     in_flight: Gauge
+    rejected: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -103,9 +106,11 @@ class Metrics:
                              registry=r),
             explored=Counter("longrank_explored_items", "items ranked with an exploration score", registry=r),
             model_info=ModelInfo(Gauge("longrank_model_info", "the model being served (1; 0 = replaced)",
-                                       MODEL_LABELS, multiprocess_mode="max", registry=r)),
+                                       MODEL_LABELS, multiprocess_mode="livemax", registry=r)),
             in_flight=Gauge("longrank_inference_in_flight", "rank requests queued or running",
                             multiprocess_mode="livesum", registry=r),
+            rejected=Counter("longrank_rank_rejected", "rank requests refused for overload (503)", ["reason"],
+                             registry=r),
         )
 
 

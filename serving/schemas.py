@@ -1,42 +1,9 @@
-"""Request and response bodies of the HTTP API (pydantic v2). Limits that depend on settings (candidates per
-request, events per batch) are checked in the routes so the error names the configured limit."""
+"""Response bodies of the HTTP API (pydantic v2, for the OpenAPI schema) and the small request bodies (admin). The
+two large request bodies, POST /v1/rank and POST /v1/events, are decoded by serving/requests.py (msgspec)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from pydantic import BaseModel, ConfigDict, Field
-
-UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$", examples=["196"])]
-ItemId = Annotated[int, Field(ge=0, le=2**63 - 1, examples=[242])]
-CategoryId = Annotated[int, Field(ge=0, le=2**31 - 1, examples=[3])]
-
-
-class EventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: UserId
-    item_id: ItemId
-    category_id: CategoryId
-    ts: int = Field(description="unix seconds, from 2000-01-01 to one day ahead", examples=[1764000000])
-    action: int = Field(0, ge=0, le=255, description="0 view, 1 click, 2 like/cart, 3 purchase (configurable)")
-    event_id: str | None = Field(
-        None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$", description="idempotency key"
-    )
-
-
-class EventsIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"events": [{"user_id": "196", "item_id": 242, "category_id": 3, "ts": 1764000000, "action": 1,
-                             "event_id": "196-242-1764000000"}]}
-            ]
-        },
-    )
-
-    events: list[EventIn] = Field(min_length=1)
 
 
 class EventsOut(BaseModel):
@@ -75,35 +42,10 @@ class HealthOut(BaseModel):
 
 class ReadyOut(BaseModel):
     ready: bool
-    store: str
-    model: str | None = None
-
-
-class Candidate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    item_id: ItemId
-    category_id: CategoryId | None = Field(
-        None, description="the item's category; absent = unknown (no category features, hard search finds nothing)"
-    )
-
-
-class RankIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"user_id": "196", "candidates": [{"item_id": 242, "category_id": 3}, {"item_id": 302,
-                 "category_id": 7}, {"item_id": 377, "category_id": 4}], "top_n": 2}
-            ]
-        },
-    )
-
-    user_id: UserId
-    candidates: list[Candidate] = Field(min_length=1, description="at most LONGRANK_MAX_CANDIDATES, distinct item ids")
-    top_n: int | None = Field(None, ge=1, description="how many to return (default: all candidates)")
-    explore: bool | None = Field(None, description="rank with AGE exploration (default: the configured policy)")
-    request_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    store: str = Field(description="ok, or why the store cannot serve: store_unavailable, store_timeout, "
+                       "store_loading, store_read_only, store_full")
+    model: str | None = Field(None, description="the version this worker serves")
+    versions: list[str] = Field(default_factory=list, description="versions the fleet's live workers serve")
 
 
 class RankedItem(BaseModel):
@@ -127,7 +69,14 @@ class ReloadIn(BaseModel):
     artifact: str | None = Field(None, description="artifact directory; default: LONGRANK_ARTIFACT")
 
 
+class WorkerOut(BaseModel):
+    pid: int
+    version: str | None
+    error: str | None = None
+
+
 class ReloadOut(BaseModel):
     model_version: str
     previous_version: str | None
     artifact: str
+    workers: list[WorkerOut] = Field(default_factory=list, description="every worker of the fleet, on the new version")

@@ -79,7 +79,7 @@ class RedisProcess:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if command(self.port, "PING").startswith(b"+PONG"):
+            if command(self.port, "PING").startswith((b"+PONG", b"-NOAUTH")):  # NOAUTH: up, with a password
                 return
             if self.proc.poll() is not None:
                 break

@@ -25,6 +25,8 @@ class StoreOptions:
     command_timeout_s: float = 1.0
     actions: frozenset[int] = field(default=DEFAULT_ACTIONS)
     key_prefix: str = "lr"  # Redis key namespace (tests use their own)
+    retries: int = 1  # idempotent calls (reads, delete, ping) run once more after a connection error; 0 = never
+    password: str | None = field(default=None, repr=False)  # Redis password when the URL carries none
 
     def __post_init__(self) -> None:
         if self.max_behaviors < 1:
@@ -37,6 +39,8 @@ class StoreOptions:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise InvalidStoreURL(f"{name}={value!r} must be a finite number > 0")
+        if not isinstance(self.retries, int) or not 0 <= self.retries <= 3:
+            raise InvalidStoreURL(f"retries={self.retries!r} must be an integer in [0, 3]")
         if not self.actions or any(not 0 <= a <= 255 for a in self.actions):
             raise InvalidStoreURL(f"actions={sorted(self.actions)} must be a non-empty set of integers in [0, 255]")
 
@@ -84,8 +88,10 @@ class BehaviorStore(Protocol):
         """Erase every key/row of the user; True when something was there."""
         ...
 
-    def ping(self) -> None:
-        """Return when the backend answers; raise StoreUnavailable otherwise."""
+    def ping(self, *, writable: bool = False) -> None:
+        """Return when the backend answers — and, with ``writable``, would take a write now; raise a StoreError
+        subclass otherwise (StoreUnavailable, StoreTimeout, StoreLoading, StoreReadOnly, StoreFull). Writes
+        nothing."""
         ...
 
     def close(self) -> None: ...

@@ -3,7 +3,8 @@
 Backends: ``memory://`` (tests, benchmarks), ``sqlite:///PATH`` (the embedded default, WAL, durable) and
 ``redis://`` / ``rediss://`` (production; password and database from the URL). Query parameters of the URL
 override the options given in code, e.g. ``sqlite:///var/b.db?max_behaviors=200000``;
-``redis://host:port?cluster=true`` talks to a Redis Cluster.
+``redis://host:port?cluster=true`` talks to a Redis Cluster, ``?password_file=PATH`` reads the Redis password from a
+file (so that it never shows on a command line); the Redis connection itself is made by ``retrieval.redis_client``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from urllib.parse import parse_qsl, urlsplit
 from retrieval.errors import InvalidStoreURL
 from retrieval.store.base import BehaviorStore, StoreOptions
 
+CLIENT_PARAMS = frozenset({"cluster", "password_file", "ssl_cert_reqs"})  # read by retrieval.redis_client
+NOT_IN_URL = frozenset({"actions", "password"})  # actions are parsed apart; a password never comes as an option
+
 
 def options_from_query(query: str, base: StoreOptions) -> StoreOptions:
     """Apply ``?max_behaviors=...&per_category=...`` query parameters to ``base``."""
-    known = {f.name: f.type for f in fields(StoreOptions) if f.name != "actions"}
+    known = {f.name: f.type for f in fields(StoreOptions) if f.name not in NOT_IN_URL}
     updates: dict[str, object] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key == "actions":
@@ -32,7 +36,7 @@ def options_from_query(query: str, base: StoreOptions) -> StoreOptions:
                 updates[key] = float(value) if key.endswith("_s") and "timeout" in key else int(value)
             except ValueError as exc:
                 raise InvalidStoreURL(f"{key}={value!r} must be a number") from exc
-        elif key not in {"ssl_cert_reqs", "cluster"}:
+        elif key not in CLIENT_PARAMS:
             raise InvalidStoreURL(f"unknown store option {key!r}; known: {sorted([*known, 'actions'])}")
     return replace(base, **updates)  # type: ignore[arg-type]
 
@@ -68,5 +72,5 @@ def open_store(url: str, options: StoreOptions | None = None) -> BehaviorStore:
     if scheme in {"redis", "rediss"}:
         from retrieval.store.redis import RedisStore
 
-        return RedisStore(url.split("?", 1)[0], opts, cluster=cluster_from_query(parts.query))
+        return RedisStore(url, opts)
     raise InvalidStoreURL(f"store URL {url!r}: unknown scheme {scheme!r}; use memory://, sqlite:///PATH or redis://")

@@ -100,7 +100,7 @@ class MemoryStore:
             had_ids = bool(self._seen.pop(user_id, None))
             return had_seq or had_ids
 
-    def ping(self) -> None:
+    def ping(self, *, writable: bool = False) -> None:
         self._check_open()
 
     def close(self) -> None:

@@ -24,62 +24,56 @@ dedupe, merge, cap, category lists, atomically), all users of a batch pipelined 
 script is loaded only on NOSCRIPT). A batch is atomic per user, not across users. (Redis does not roll a script
 back: only foreign data in a user's keys, e.g. a WRONGTYPE, could stop the script half-way; it raises StoreError.)
 
-Reads: ONE round trip (MULTI/EXEC, a consistent snapshot): ``GET seq`` when the full sequence is asked for (recent
-and length are cut from it), otherwise ``STRLEN seq`` + ``GETRANGE seq -21*recent -1``; plus ``HMGET cat c1 c2 ...``.
-Arrays are zero-copy read-only views of the reply bytes.
+Reads: ONE round trip, a plain pipeline (no MULTI/EXEC: Redis refuses to queue even a GET inside MULTI once it
+is over maxmemory, and reads must keep working when the store is full): ``GET seq`` when the full sequence is asked
+for (recent and length are cut from it), otherwise ``STRLEN seq`` + ``GETRANGE seq -21*recent -1``; plus
+``HMGET cat c1 c2 ...``. Each command is atomic and the append script runs alone, so every part of a read sees a
+whole append or none of it (two parts may straddle one: a read concurrent with an append). Arrays are zero-copy
+read-only views of the reply bytes.
+
+Full: the append script declares its flags (a ``#!lua`` shebang, no ``allow-oom``), so Redis over ``maxmemory``
+refuses it WHOLE before it runs (``-OOM``, mapped to StoreFull: 503 + Retry-After) instead of letting its first,
+non-deny-oom write (the id window's ZREMRANGEBYSCORE) open the door to the rest; a read-only replica refuses it the
+same way (``-READONLY``, StoreReadOnly). ``ping(writable=True)`` runs a script with the same flags that writes
+nothing: it fails exactly when an append would.
 
 Memory: Redis grows an APPENDed string greedily (doubling below 1 MB, +1 MB above), so a user's ``seq`` may
 occupy up to about twice its packed bytes (a 54k user: 1.1 MB of records in 1.1-2.2 MB); the rewrite that cuts
 the dead prefix allocates exactly. ``longrank bench store`` reports the measured ``bytes_per_event``.
 
-Redis Cluster: ``open_store("redis://host:port?cluster=true")`` (or ``RedisStore(url, cluster=True)``) uses
-redis-py's ``RedisCluster`` with the URL's node as the start-up node (the rest of the cluster is discovered). Nothing
-else changes: a user's keys share the ``{U}`` hash tag, hence one slot, so the append script runs on the one node
-owning it, a read is still one MULTI/EXEC on that node (a single-slot cluster transaction), and a multi-user append
-is one pipeline that redis-py splits into one batch per node (still atomic per user, as on a single server). The
-script is loaded on every primary on NOSCRIPT. Only database 0 exists on a cluster.
+Redis Cluster: ``open_store("redis://host:port?cluster=true")`` uses redis-py's ``RedisCluster`` with the URL's
+node as the start-up node (the rest of the cluster is discovered). Nothing else changes: a user's keys share the
+``{U}`` hash tag, hence one slot, so the append script runs on the one node owning it, a read is one pipeline to
+that node, and a multi-user append is one pipeline that redis-py splits into one batch per node (still atomic per
+user, as on a single server). The script is loaded on every primary on NOSCRIPT. Only database 0 exists on a
+cluster.
 
-Connections: ``redis.Redis.from_url`` (hiredis parser when installed), connect timeout
-``options.connect_timeout_s``, command timeout ``options.command_timeout_s``, health check after 30 s idle, no
-hidden retries inside redis-py: reads, length, delete and ping retry once after a connection error (they are
-idempotent); append never retries (a lost reply may have applied; clients resend with event ids). redis-py
-exceptions never leak: connection errors raise StoreUnavailable, timeouts StoreTimeout, anything else StoreError,
-each naming the URL without its password.
+Connections and errors: ``retrieval.redis_client`` (the one factory shared with the impression counter and the
+exploration log): explicit connect/command timeouts (``options.connect_timeout_s`` / ``command_timeout_s``), no
+retries inside redis-py; reads, length, delete and ping run once more after a connection error when
+``options.retries`` allows (the ranking read path uses 0: its budget is its budget); append never retries (a lost
+reply may have applied; clients resend with event ids). redis-py exceptions never leak: they become StoreError
+subclasses whose messages name no host (the redacted URL is in ``StoreError.where``).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import numpy as np
-import redis
-from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisClusterException
-from redis.retry import Retry
+from redis.exceptions import NoScriptError
 
-from retrieval.errors import InvalidStoreURL, StoreError, StoreTimeout, StoreUnavailable
+from retrieval.errors import InvalidStoreURL, StoreError
 from retrieval.events import BEHAVIOR_DTYPE, RECORD_SIZE, USER_ID_PATTERN, Behaviors, EventBatch, empty_behaviors
+from retrieval.redis_client import RedisConnection, RedisTarget, redact_url
 from retrieval.store.base import StoreOptions, UserHistory
 from retrieval.store.redis_batch import split_by_user
-from retrieval.store.redis_lua import APPEND_LUA, APPEND_SHA
+from retrieval.store.redis_lua import APPEND_LUA, APPEND_SHA, WRITE_PROBE_LUA
 
-T = TypeVar("T")
-HEALTH_CHECK_INTERVAL_S = 30
-
-
-def redact_url(url: str) -> str:
-    """The URL with any user/password replaced by ``***`` (safe for logs and error messages)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+__all__ = ["RedisStore", "UserKeys", "redact_url", "trim_margin"]
 
 
 def trim_margin(max_behaviors: int) -> int:
@@ -114,38 +108,16 @@ def _view(blob: bytes | None, last: int) -> Behaviors:
 class RedisStore:
     """A BehaviorStore on Redis: one packed string per user plus per-category lists, written by one Lua script."""
 
-    def __init__(self, url: str, options: StoreOptions | None = None, *, cluster: bool = False) -> None:
+    def __init__(self, url: str, options: StoreOptions | None = None, *, cluster: bool | None = None) -> None:
         self.options = options or StoreOptions()
-        self.cluster = cluster
-        self._url = url  # holds the password: never log it (safe_url is the redacted form)
-        self.safe_url = redact_url(url)
         prefix = self.options.key_prefix
         if not prefix or "{" in prefix or "}" in prefix:
             raise InvalidStoreURL(f"key_prefix={prefix!r} must be non-empty and free of '{{' and '}}' (hash tags)")
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in {"redis", "rediss"}:
-            raise InvalidStoreURL(f"store URL {self.safe_url!r}: RedisStore needs redis:// or rediss://")
-        db = parts.path.strip("/")
-        if db and not db.isdigit():
-            raise InvalidStoreURL(f"store URL {self.safe_url!r}: the path must be a database number, like /0")
-        if cluster and db not in {"", "0"}:
-            raise InvalidStoreURL(f"store URL {self.safe_url!r}: a Redis Cluster has only database 0")
-        connection: dict[str, Any] = {
-            "socket_connect_timeout": self.options.connect_timeout_s,
-            "socket_timeout": self.options.command_timeout_s,
-            "decode_responses": False,
-            "health_check_interval": HEALTH_CHECK_INTERVAL_S,
-            "retry": Retry(NoBackoff(), 0),
-        }
-        self._lock = threading.Lock()
-        self._cluster_client: RedisCluster | None = None
-        self._cluster_args = (urlunsplit(parts._replace(path="")), connection)
-        self._single: redis.Redis | None = None
-        if not cluster:
-            try:
-                self._single = redis.Redis.from_url(url, **connection)
-            except ValueError as exc:
-                raise InvalidStoreURL(f"store URL {self.safe_url!r}: {exc}") from exc
+        target = RedisTarget.parse(url, password=self.options.password, cluster=cluster)
+        self.safe_url = target.safe_url
+        self._redis = RedisConnection(target, connect_timeout_s=self.options.connect_timeout_s,
+                                      command_timeout_s=self.options.command_timeout_s,
+                                      retries=self.options.retries)  # fmt: skip
         self._margin = trim_margin(self.options.max_behaviors)
         self._window_ms = self.options.dedupe_window_s * 1000
 
@@ -154,27 +126,18 @@ class RedisStore:
         return f"RedisStore({self.safe_url!r}, key_prefix={self.options.key_prefix!r}{mode})"
 
     @property
-    def _client(self) -> redis.Redis | RedisCluster:
-        """The connection: a ``redis.Redis``, or a ``RedisCluster`` created on first use (it discovers the cluster's
-        topology when created, so a store can be opened, and a service start, while the cluster is still down)."""
-        if self._single is not None:
-            return self._single
-        with self._lock:
-            if self._cluster_client is None:
-                url, connection = self._cluster_args
-                try:
-                    self._cluster_client = RedisCluster.from_url(url, **connection)
-                except ValueError as exc:
-                    raise InvalidStoreURL(f"store URL {self.safe_url!r}: {exc}") from exc
-                except (RedisClusterException, redis.ConnectionError, redis.TimeoutError) as exc:
-                    raise StoreUnavailable(f"redis cluster at {self.safe_url} cannot be reached: {exc}") from exc
-            return self._cluster_client
+    def cluster(self) -> bool:
+        return self._redis.cluster
+
+    @property
+    def _client(self) -> Any:
+        return self._redis.client
 
     @property
     def client(self) -> Any:
         """The underlying redis-py client, ``redis.Redis`` or ``RedisCluster`` (benchmarks and layout tests read raw
         keys with it)."""
-        return self._client
+        return self._redis.client
 
     def keys(self, user_id: str) -> UserKeys:
         base = f"{self.options.key_prefix}:{{{user_id}}}"
@@ -194,8 +157,7 @@ class RedisStore:
             if part.event_ids is not None:
                 args.append(part.event_ids)
             calls.append(args)
-        with self._errors("append"):
-            results = self._eval_all(calls)
+        results = self._redis.call("append", lambda: self._eval_all(calls))
         accepted = sum(int(r[0]) for r in results)
         return accepted, duplicates + sum(int(r[1]) for r in results)
 
@@ -204,7 +166,7 @@ class RedisStore:
         results = self._pipeline_evalsha(calls)
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
-            self._client.script_load(APPEND_LUA)
+            self._client.script_load(APPEND_LUA)  # a cluster client loads it on every primary
             for i, r in zip(missing, self._pipeline_evalsha([calls[i] for i in missing]), strict=True):
                 results[i] = r
         for r in results:
@@ -222,7 +184,7 @@ class RedisStore:
         if not USER_ID_PATTERN.fullmatch(user_id):
             return False
         keys = self.keys(user_id).all()
-        return self._idempotent("delete", lambda: int(self._client.delete(*keys))) > 0
+        return self._redis.call("delete", lambda: int(self._client.delete(*keys)), idempotent=True) > 0
 
     # -- reads --------------------------------------------------------------------------------------------------
 
@@ -249,7 +211,7 @@ class RedisStore:
         ask_cats = bool(wanted) and n_cat > 0
 
         def run() -> list[Any]:
-            pipe = self._client.pipeline(transaction=True)
+            pipe = self._client.pipeline(transaction=False)  # no MULTI: it is refused when Redis is full
             if full:
                 pipe.get(keys.seq)
             else:
@@ -260,7 +222,7 @@ class RedisStore:
                 pipe.hmget(keys.cat, [str(c) for c in wanted])
             return list(pipe.execute())
 
-        replies = self._idempotent("read", run)
+        replies = self._redis.call("read", run, idempotent=True)
         if full:
             seq = _view(replies[0], cap)
             length = len(seq)
@@ -279,41 +241,22 @@ class RedisStore:
         if not USER_ID_PATTERN.fullmatch(user_id):
             return 0
         key = self.keys(user_id).seq
-        n = self._idempotent("length", lambda: int(self._client.strlen(key))) // RECORD_SIZE
+        n = self._redis.call("length", lambda: int(self._client.strlen(key)), idempotent=True) // RECORD_SIZE
         return min(n, self.options.max_behaviors)
 
-    def ping(self) -> None:
-        self._idempotent("ping", lambda: self._client.ping())
+    def ping(self, *, writable: bool = False) -> None:
+        self._redis.call("ping", lambda: self._client.ping(), idempotent=True)
+        if writable:
+            self._redis.call("write check", self._probe_writes, idempotent=True)
+
+    def _probe_writes(self) -> None:
+        """A script with the append script's flags that writes nothing: Redis refuses it exactly when it would
+        refuse an append (over maxmemory, a read-only replica), on every primary of a cluster."""
+        client = self._client
+        if isinstance(client, RedisCluster):
+            client.execute_command("EVAL", WRITE_PROBE_LUA, 0, target_nodes=RedisCluster.PRIMARIES)  # type: ignore[no-untyped-call]
+        else:
+            client.execute_command("EVAL", WRITE_PROBE_LUA, 0)
 
     def close(self) -> None:
-        if self._single is not None:
-            self._single.close()
-        elif self._cluster_client is not None:
-            self._cluster_client.close()
-
-    # -- errors -------------------------------------------------------------------------------------------------
-
-    def _idempotent(self, op: str, fn: Callable[[], T]) -> T:
-        """Run ``fn``; after a connection error (a stale pooled connection, a restarted server) try once more."""
-        try:
-            with self._errors(op):
-                return fn()
-        except StoreTimeout:
-            raise
-        except StoreUnavailable:
-            with self._errors(op):
-                return fn()
-
-    @contextmanager
-    def _errors(self, op: str) -> Iterator[None]:
-        try:
-            yield
-        except redis.TimeoutError as exc:
-            raise StoreTimeout(
-                f"redis {op} at {self.safe_url} timed out (connect {self.options.connect_timeout_s}s, "
-                f"command {self.options.command_timeout_s}s): {exc}"
-            ) from exc
-        except redis.ConnectionError as exc:
-            raise StoreUnavailable(f"redis {op} at {self.safe_url} failed: {exc}") from exc
-        except (redis.RedisError, RedisClusterException) as exc:
-            raise StoreError(f"redis {op} at {self.safe_url} failed: {exc}") from exc
+        self._redis.close()

@@ -16,6 +16,13 @@ Called as ``EVALSHA sha 4 seq cat cnt eid  by_time cap per_category margin windo
 
 Returns ``{accepted, duplicates}``. Every key it touches is one of KEYS (the user's hash tag: one Cluster slot).
 
+Flags: the script starts with a ``#!lua flags=`` shebang declaring NO flags — not ``allow-oom``, not
+``no-writes``, not ``allow-stale`` — so Redis (7.0+) checks it as a write script before it runs: over
+``maxmemory`` it is refused whole with ``-OOM`` (without the shebang Redis only checks each write as the script
+makes it, and the first write here, ZREMRANGEBYSCORE, is not deny-oom: the script then ran to the end and Redis
+grew past its cap), and a read-only replica refuses it with ``-READONLY``. ``WRITE_PROBE_LUA`` has the same flags
+and writes nothing: ``RedisStore.ping(writable=True)`` runs it to learn whether an append would be taken now.
+
 Steps: (1) ids: drop ids first seen more than the window ago (ZREMRANGEBYSCORE), count known ids as duplicates
 (one ZMSCORE), remember the new ones (one ZADD, score = server time in ms), PEXPIRE the set by the window.
 (2) merge: APPEND when the oldest new record is not older than the last stored one; otherwise find the insertion
@@ -33,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 
-APPEND_LUA = r"""
+APPEND_LUA = r"""#!lua flags=
 local R = 21
 local CHUNK = 4000  -- arguments per redis.call when spreading a long list (Lua's unpack has a limit)
 local seq_key, cat_key, cnt_key, eid_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -276,3 +283,4 @@ return {a, dups}
 """
 
 APPEND_SHA = hashlib.sha1(APPEND_LUA.encode()).hexdigest()
+WRITE_PROBE_LUA = "#!lua flags=\nreturn 1\n"  # refused exactly when APPEND_LUA would be (OOM, READONLY)

@@ -19,7 +19,10 @@ survives kill -9 or power loss); every append runs in one ``BEGIN IMMEDIATE`` tr
 merge, cap, write blob and ids) so threads and processes appending to the same user serialise on the write lock
 and nothing is lost or doubled; readers never block (WAL snapshots). ``busy_timeout`` is
 ``options.command_timeout_s``; waiting longer for the lock raises ``StoreTimeout``. One connection per thread (and
-per process: a forked child opens its own). Every sqlite3 error is wrapped in ``StoreUnavailable``/``StoreTimeout``.
+per process: a forked child opens its own). Every sqlite3 error is wrapped in the store error tree
+(``sqlite_errors``: StoreTimeout, StoreFull, StoreReadOnly, StoreRequestRefused, else StoreUnavailable; messages
+name no path). ``journal_size_limit`` (64 MiB) truncates the WAL file after a checkpoint, so a burst of appends
+does not leave it at its high-water mark (it was seen at 457 MB).
 
 Semantics (the same for every backend, pinned by tests/contract):
 - ``append(batch) -> (accepted, duplicates)``: the whole batch is validated first (``options.actions``); an invalid
@@ -44,7 +47,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
-from retrieval.errors import InvalidStoreURL, StoreTimeout, StoreUnavailable
+from retrieval.errors import (
+    InvalidStoreURL,
+    StoreError,
+    StoreFull,
+    StoreReadOnly,
+    StoreRequestRefused,
+    StoreTimeout,
+    StoreUnavailable,
+)
 from retrieval.events import Behaviors, EventBatch, empty_behaviors, pack, unpack
 from retrieval.store.base import StoreOptions, UserHistory
 from retrieval.store.sequence import fresh_rows, history_from_sequence, merge_capped
@@ -66,25 +77,34 @@ CREATE INDEX IF NOT EXISTS event_ids_seen_at ON event_ids (seen_at);
 PAGE_SIZE = 65_536  # big pages: a 1.1 MB blob spans ~17 overflow pages instead of ~280
 CACHE_KIB = 65_536  # page cache per connection
 PRUNE_EVERY_S = 60.0
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # the WAL file is truncated back to this after a checkpoint
 ID_CHUNK = 500  # event ids per IN (...) query
 
 
 
 @contextmanager
-def sqlite_errors(label: str, what: str, timeout_s: float) -> Iterator[None]:
-    """Wrap sqlite3 errors: a busy/locked database -> StoreTimeout, anything else -> StoreUnavailable. ``label``
-    names the file (and what it holds) in the message."""
+def sqlite_errors(label: str, what: str, timeout_s: float, where: str | None = None) -> Iterator[None]:
+    """Wrap sqlite3 errors in the store error tree: a busy/locked database -> StoreTimeout, a full disk -> StoreFull,
+    a read-only file -> StoreReadOnly, a value over sqlite's limits -> StoreRequestRefused, anything else ->
+    StoreUnavailable. ``label`` says what the file holds (the message names no path; ``where`` carries it)."""
     try:
         yield
-    except sqlite3.OperationalError as exc:
+    except sqlite3.Error as exc:
         msg = str(exc).lower()
+        name = getattr(exc, "sqlite_errorname", "")
+        cls: type[StoreError] = StoreUnavailable
         if "locked" in msg or "busy" in msg:
             raise StoreTimeout(
-                f"{label}: {what} waited more than {timeout_s} s for the database lock ({exc})"
+                f"{label}: {what} waited more than {timeout_s} s for the database lock ({exc})", where=where
             ) from exc
-        raise StoreUnavailable(f"{label}: {what} failed: {exc}") from exc
-    except sqlite3.Error as exc:
-        raise StoreUnavailable(f"{label}: {what} failed: {exc}") from exc
+        if name == "SQLITE_FULL" or "disk is full" in msg:
+            cls = StoreFull
+        elif name.startswith("SQLITE_READONLY") or "readonly database" in msg:
+            cls = StoreReadOnly
+        elif name == "SQLITE_TOOBIG" or "too big" in msg:
+            cls = StoreRequestRefused
+        raise cls(f"{label}: {what} failed: {exc}", where=where) from exc
+
 
 class SqliteStore:
     """A BehaviorStore in one SQLite file: one packed blob per user, event ids in their own table."""
@@ -102,7 +122,8 @@ class SqliteStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreUnavailable(f"cannot create the directory of sqlite store {str(self.path)!r}: {exc}") from exc
+            raise StoreUnavailable(f"sqlite store: cannot create the directory of its file ({exc.strerror})",
+                                   where=str(self.path)) from exc
         with self._errors("open"):
             conn = self._conn()
             conn.executescript(SCHEMA)
@@ -111,7 +132,7 @@ class SqliteStore:
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
-            raise StoreUnavailable(f"sqlite store {str(self.path)!r} is closed")
+            raise StoreUnavailable("sqlite store: closed", where=str(self.path))
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             return conn
@@ -126,6 +147,7 @@ class SqliteStore:
         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         self._local.conn = conn
         self._local.pid = os.getpid()
@@ -134,7 +156,7 @@ class SqliteStore:
         return conn
 
     def _errors(self, what: str) -> AbstractContextManager[None]:
-        return sqlite_errors(f"sqlite store {str(self.path)!r}", what, self.options.command_timeout_s)
+        return sqlite_errors("sqlite store", what, self.options.command_timeout_s, str(self.path))
 
     @contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -228,9 +250,13 @@ class SqliteStore:
             removed += conn.execute("DELETE FROM event_ids WHERE user_id = ?", (user_id,)).rowcount
         return removed > 0
 
-    def ping(self) -> None:
+    def ping(self, *, writable: bool = False) -> None:
         with self._errors("ping"):
-            self._conn().execute("SELECT 1").fetchone()
+            conn = self._conn()
+            conn.execute("SELECT 1").fetchone()
+            if writable:  # takes the write lock and lets it go: fails on a read-only file or a held lock
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
 
     def close(self) -> None:
         """Close every thread's connection; later calls raise StoreUnavailable."""

@@ -22,7 +22,9 @@ def client(request: pytest.FixtureRequest, tmp_path: Path, artifact_dir: Path) -
     url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path}/b.db"}.get(request.param)
     if url is None:
         url = request.getfixturevalue("redis_store_url")  # own key prefix, dropped at teardown
-    settings = Settings(store_url=url, artifact=artifact_dir, max_candidates=50)
+    # admission generous enough that a burst of 18 parallel requests is never refused here (tests/integration/
+    # test_admission.py tests the refusals)
+    settings = Settings(store_url=url, artifact=artifact_dir, max_candidates=50, queue_timeout_s=30, max_queue=64)
     with TestClient(create_app(settings)) as c:
         yield c
 

@@ -85,3 +85,26 @@ def test_rank_round_trip_on_the_cluster(cluster: LocalCluster, artifact_dir: Pat
         stored = client.get("/v1/users/cu/behaviors", params={"limit": 100}).json()
         assert stored["length"] == 40 and [b["item_id"] for b in stored["behaviors"]] == [100 + i for i in range(40)]
         assert client.delete("/v1/users/cu").json()["deleted"] is True
+
+
+def test_d9_impressions_on_a_cluster_reach_the_node_that_owns_the_key(cluster: LocalCluster,
+                                                                     artifact_dir: Path) -> None:
+    """D9: the impression counter ignored ?cluster=true and talked to the seed node alone: when its hash lived on
+    another node every call met MOVED, the error was swallowed and exploration was silently off. The counter now
+    connects through the same client factory as the store."""
+    probe = open_store(cluster.url + "&key_prefix=probe")
+    client = probe.client
+    prefix = next(p for p in (f"imp{i}" for i in range(100))
+                  if client.get_node_from_key(f"{p}:impressions").port != cluster.nodes[0].port)
+    probe.close()
+    settings = Settings(store_url=f"{cluster.url}&key_prefix={prefix}", artifact=artifact_dir,
+                        explore_max_impressions=2, explore_budget=5, explore_lambda=50.0, explore_dropout=0.3)
+    with TestClient(create_app(settings)) as c:
+        views = [{"user_id": f"viewer{k}", "item_id": 500 + i, "category_id": 1, "ts": TS0, "action": 0}
+                 for i in range(10) for k in range(3)]  # fmt: skip
+        assert c.post("/v1/events", json={"events": views}).status_code == 200
+        state = c.app.state.service  # type: ignore[attr-defined]
+        assert state.impressions.counts([500, 509, 510]).tolist() == [3, 3, 0]
+        assert state.ranker.impressions.counts([500]).tolist() == [3]  # the rank path's counter too
+        metrics = c.get("/metrics").text
+        assert 'operation="impressions"' not in metrics  # no swallowed counter error

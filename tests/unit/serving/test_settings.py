@@ -38,3 +38,19 @@ def test_bad_variable_is_named(monkeypatch: pytest.MonkeyPatch, name: str, value
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=needle):
         load_settings()
+
+
+def test_the_hardening_settings_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"LONGRANK_LOG_LEVEL": "WARNING", "LONGRANK_LOG_FORMAT": "text", "LONGRANK_ACCESS_LOG": "false",
+                        "LONGRANK_QUEUE_TIMEOUT_S": "0.25", "LONGRANK_DATA_TOKEN": "dt", "LONGRANK_DOCS_ENABLED": "0",
+                        "LONGRANK_STORE_PASSWORD": "pw", "LONGRANK_BODY_TIMEOUT_S": "3"}.items():
+        monkeypatch.setenv(name, value)
+    s = load_settings()
+    assert (s.log_level, s.log_format, s.access_log, s.queue_timeout_s, s.docs_enabled, s.body_timeout_s) == (
+        "warning", "text", False, 0.25, False, 3.0)
+    assert s.data_token is not None and s.data_token.get_secret_value() == "dt"
+    assert s.store_options().password == "pw" and "pw" not in repr(s) and "pw" not in repr(s.store_options())
+    assert s.store_options().retries == 1 and s.store_options(timeout_s=0.05).retries == 0  # none in the budget
+    monkeypatch.setenv("LONGRANK_LOG_FORMAT", "xml")
+    with pytest.raises(SettingsError, match="LONGRANK_LOG_FORMAT"):
+        load_settings()

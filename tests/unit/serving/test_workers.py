@@ -42,7 +42,7 @@ def test_each_worker_gets_its_share_of_the_cores(
 
 def test_the_admission_queue_is_shared_among_workers(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.delenv("LONGRANK_MAX_QUEUE", raising=False)
-    assert load_settings().max_queue == 32
+    assert load_settings(workers=1).max_queue == 32
     assert load_settings(workers=2).max_queue == 16
     assert load_settings(workers=64).max_queue == 1
     assert load_settings(workers=2, max_queue=40).max_queue == 40
@@ -89,13 +89,21 @@ def test_serve_refuses_a_bad_worker_count(
     assert "--workers" in capsys.readouterr().err
 
 
-def test_model_info_is_a_gauge_with_the_old_version_at_zero(clean_env: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("cores", [1, 2, 8])
+def test_the_default_worker_count_is_the_cores(clean_env: pytest.MonkeyPatch, cores: int) -> None:
+    clean_env.setattr(os, "cpu_count", lambda: cores)
+    s = load_settings()
+    assert s.workers == cores and s.torch_threads == 1 and s.max_queue == max(1, 32 // cores)
+
+
+def test_model_info_is_a_gauge_with_the_old_version_at_zero_and_no_path(clean_env: pytest.MonkeyPatch) -> None:
     metrics = Metrics.create()
-    metrics.model_info.info({"version": "v1", "variant": "sim_can", "artifact": "/a"})
-    metrics.model_info.info({"version": "v2", "variant": "sim_can", "artifact": "/b"})
+    metrics.model_info.info({"version": "v1", "variant": "sim_can"})
+    metrics.model_info.info({"version": "v2", "variant": "sim_can"})
     text = generate_latest(metrics.registry).decode()
-    assert 'longrank_model_info{artifact="/b",variant="sim_can",version="v2"} 1.0' in text
-    assert 'longrank_model_info{artifact="/a",variant="sim_can",version="v1"} 0.0' in text
+    assert 'longrank_model_info{variant="sim_can",version="v2"} 1.0' in text
+    assert 'longrank_model_info{variant="sim_can",version="v1"} 0.0' in text
+    assert "artifact" not in text  # /metrics shows no file path
 
 
 WORKER = """
@@ -104,7 +112,7 @@ from serving.metrics import Metrics
 m = Metrics.create()
 m.events.labels("accepted").inc(int(sys.argv[1]))
 m.in_flight.inc(int(sys.argv[2]))
-m.model_info.info({"version": sys.argv[3], "variant": "sim_can", "artifact": "/a"})
+m.model_info.info({"version": sys.argv[3], "variant": "sim_can"})
 m.requests.labels("/v1/rank", "POST", "200").inc()
 print(os.getpid())
 """
@@ -137,7 +145,36 @@ def test_metrics_of_several_processes_are_summed_in_one_scrape(tmp_path: Path) -
     text = _python(SCRAPE, env=env)
     assert _value(text, 'longrank_events_total{outcome="accepted"}') == 7.0  # counters: summed, dead ones included
     assert _value(text, 'longrank_requests_total{method="POST",route="/v1/rank",status="200"}') == 2.0
-    assert _value(text, 'longrank_model_info{artifact="/a",variant="sim_can",version="v1"}') == 1.0
+    assert "longrank_model_info{" not in text  # the model gauge is a live one: exited workers serve no model
     # in-flight is a live gauge: the writers have exited, and the scraping process reaped their files
     assert _value(text, "longrank_inference_in_flight ") == 0.0  # not 3
     assert not any((tmp_path / f"gauge_livesum_{pid}.db").exists() for pid in pids)
+
+
+def test_run_directories_of_dead_masters_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+    (tmp_path / f"longrank-run-{dead}-abc" / "control").mkdir(parents=True)
+    (tmp_path / f"longrank-run-{os.getpid()}-def").mkdir()
+    (tmp_path / "longrank-run-notapid").mkdir()
+    removed = serve.remove_stale_run_dirs(tmp_path)
+    assert [p.name for p in removed] == [f"longrank-run-{dead}-abc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"longrank-run-{os.getpid()}-def",
+                                                                 "longrank-run-notapid"])  # fmt: skip
+
+
+def test_a_held_port_is_waited_for_and_reported() -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        assert serve.wait_for_port("127.0.0.1", port, timeout_s=0.3) is False
+    assert serve.wait_for_port("127.0.0.1", port, timeout_s=0.3) is True
+
+
+def test_workers_get_the_log_level_of_the_master(clean_env: pytest.MonkeyPatch) -> None:
+    settings = load_settings(workers=2, log_level="warning")
+    env = serve.worker_environment(_args(workers=2, log_level="warning"), settings)
+    assert env["LONGRANK_LOG_LEVEL"] == "warning" and env["LONGRANK_WORKERS"] == "2"
