@@ -9,11 +9,13 @@ candidates (default 500, spread over at most 20 categories, as SIM reports for r
 - ``full_attention_p50_ms``: din_long — the same, with target attention over all L behaviours for every
   candidate (the expensive reference; its candidates are processed in chunks to bound memory);
 - ``speedup_vs_full_attention`` = full ÷ ours (higher is better; goal >= 20).
-- ``explore_p50_ms``: the same request ranked with AGE exploration (models.age.explore): build_batch, one forward
-  with the candidate embeddings as a leaf, ONE batched backward for all C candidates, N = ``--samples`` MC-dropout
-  samples (UCB, the costlier policy; TS draws one), and the forward of every moved row (no DGU, no impression
-  limit: every candidate moves, the worst case); ``explore_ratio`` = explore ÷ forward (lower is better; goal
-  <= 2.5).
+- ``explore_p50_ms``: the same request ranked with AGE exploration as served (models.bandits.served.age_slate with
+  the served defaults of λ, dropout, budget and propensity draws M; ``--policy`` the served one unless given;
+  slate ``--top-n``): build_batch, one forward with the candidate embeddings as a leaf, ONE batched backward for
+  all C candidates, M draws of the MC-dropout samples (N = ``--samples`` per draw for UCB, one for TS) and ONE
+  forward of every draw's rows that could enter the slate (no DGU, no impression limit: every candidate is
+  eligible, the worst case), the M slates and the propensities; ``explore_ratio`` = explore ÷ forward (lower is
+  better; goal <= 2.5).
 Weights are random: the cost of a forward does not depend on their values.
 """
 
@@ -37,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch+faiss threads (1 = one service call)")
     parser.add_argument("--samples", type=int, default=20, help="AGE: MC-dropout samples N (UCB)")
+    parser.add_argument("--top-n", type=int, default=10, help="explore: the slate size (exploration acts on it)")
+    parser.add_argument("--policy", choices=("dropout_ts", "ts", "ucb"), default=None,
+                        help="explore: the policy (default: the served LONGRANK_EXPLORE_POLICY)")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -96,7 +101,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from models.features import build_batch
     from models.ranker import RankerModel
     from models.runtime import set_threads
-    from retrieval.gsu import HardSearch
+    from models.testing import lookups_for
+    from retrieval.gsu_hybrid import build_gsu
 
     set_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -108,27 +114,34 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     now = int(history["ts"][-1]) + 60
     owner = np.zeros(args.candidates, dtype=np.int64)
 
-    ours = ModelConfig.for_variant("sim_can", long_k=args.k)
+    lookups, index = lookups_for([history, _history(rng, args.length)], ModelConfig().vector_dim, n_clusters=256)
+    assert lookups.items is not None and lookups.categories is not None
+    ours = ModelConfig.for_variant("sim_can", long_k=args.k, item_buckets=lookups.items.vocab.size,
+                                   category_buckets=lookups.categories.size, n_clusters=index.n_clusters)  # fmt: skip
     model = RankerModel(ours).eval()
-    gsu = HardSearch(args.k)
+    gsu = build_gsu(ours.gsu, args.k, index, ours.nprobe, ours.item_hits)
 
     def request() -> object:
         with torch.inference_mode():
-            return model(build_batch([history], owner, items, cats, now, ours, gsu)).logits
+            return model(build_batch([history], owner, items, cats, now, ours, gsu, lookups=lookups)).logits
 
-    batch = build_batch([history], owner, items, cats, now, ours, gsu)
+    batch = build_batch([history], owner, items, cats, now, ours, gsu, lookups=lookups)
 
     def forward_only() -> object:
         with torch.inference_mode():
             return model(batch).logits
 
-    from models.age import AGEParams, explore
+    from models.bandits.served import age_slate, policy_params
+    from serving.settings import Settings
 
-    params = AGEParams(policy="ucb", lam=0.002, dropout=0.01, samples=args.samples)
+    served = {k: f.default for k, f in Settings.model_fields.items() if k.startswith("explore_")}
+    params = policy_params(args.policy or served["explore_policy"], served["explore_lambda"],
+                           served["explore_dropout"], args.samples)  # fmt: skip
 
     def explore_request() -> object:
-        batch = build_batch([history], owner, items, cats, now, ours, gsu)
-        return explore(model, batch, params, generator=torch.Generator().manual_seed(0))
+        batch = build_batch([history], owner, items, cats, now, ours, gsu, lookups=lookups)
+        return age_slate(model, batch, params, top_n=args.top_n, budget=served["explore_budget"], seed=0,
+                         draws=served["explore_propensity_draws"])  # fmt: skip
 
     forward, explored = _p50_pair_ms(request, explore_request, args.repeat, warmup=2)
     only = _p50_ms(forward_only, args.repeat, warmup=2)

@@ -1,6 +1,7 @@
-"""`longrank experiment ml100k|synthetic --seeds N [--json]`: every variant × N seeds on one split; one JSON object
-({"models": {name: {auc_mean, auc_std, gauc_mean, gauc_std, logloss_mean, seconds_mean}}, "oracle_auc", "dataset"})
-with --json, a readable table otherwise. Progress goes to stderr."""
+"""`longrank experiment ml100k|synthetic [--interest items] --seeds N [--json]`: every variant × N seeds on one
+split, beside the strong simple baselines; one JSON object ({"models": {name: {auc_mean, auc_std, gauc_mean,
+gauc_std, logloss_mean, seconds_mean}}, "baselines": {lr, gbdt, gbdt_graph: ...}, "oracle_auc", "ceiling_auc"?,
+"gsu_recall", "dataset"}) with --json, a readable table otherwise. Progress goes to stderr."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from cli.train import VARIANTS, parse_overrides
+from cli.train import parse_overrides
+from models.config import VARIANTS
 
 HELP = "Train and evaluate every variant over several seeds; print the results table."
 
@@ -20,9 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
     parser.add_argument("--data", type=Path, default=None, help="dataset directory (default: built under var/)")
     parser.add_argument("--models", default=",".join(VARIANTS), help="comma-separated variants (default: all)")
-    parser.add_argument("--users", type=int, default=2_000, help="synthetic: users (default 2000)")
-    parser.add_argument("--min-length", type=int, default=2_000, help="synthetic: shortest history (default 2000)")
-    parser.add_argument("--length", type=int, default=10_000, help="synthetic: longest history (default 10000)")
+    parser.add_argument("--interest", choices=("categories", "items"), default="categories",
+                        help="synthetic: interest shown by categories (default) or by re-engaged items")
+    parser.add_argument("--users", type=int, default=None, help="synthetic: users (categories 2000, items 1000)")
+    parser.add_argument("--min-length", type=int, default=None,
+                        help="synthetic: shortest history (categories 2000, items 3000)")
+    parser.add_argument("--length", type=int, default=None, help="synthetic: longest history (categories 10000, "
+                        "items 8000)")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the LR / GBDT baselines")
     parser.add_argument("--workers", type=int, default=2, help="training processes in parallel (default 2)")
     parser.add_argument("--cache-dir", type=Path, default=Path("var") / "datasets", help="where datasets are built")
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs per run (default: per dataset)")
@@ -61,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
         if args.set:
             train["overrides"] = parse_overrides(args.set)
         spec = ExperimentSpec(
-            dataset=args.dataset, seeds=args.seeds, data_dir=args.data, models=models, users=args.users,
-            min_length=args.min_length, length=args.length, workers=args.workers, cache_dir=args.cache_dir,
+            dataset=args.dataset, seeds=args.seeds, data_dir=args.data, models=models, interest=args.interest,
+            users=args.users, min_length=args.min_length, length=args.length, baselines=not args.no_baselines,
+            workers=args.workers, cache_dir=args.cache_dir,
             train=train, progress=not args.quiet, din_long_max_len=din_long_max_len,
         )  # fmt: skip
         result = run_experiment(spec)

@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from models.config import VARIANTS  # light: no torch
+
 HELP = "Train one model variant on a dataset directory and write an artifact."
-VARIANTS = ("dnn", "din", "din_long", "sim_hard", "sim_soft", "can", "sim_can")  # = models.config.VARIANTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,10 @@ Layout::
     model.safetensors        weights (state_dict; no pickle)
     config.json              ModelConfig.to_dict(): the model is rebuilt from this alone
     metrics.json             evaluation results and training facts (free-form JSON object)
-    item_index/gsu_*.npy     soft search only: retrieval.item_index.ItemIndex.save()
+    tables/item_vocab.npy    vocabulary models (config.vocabulary): the item tables (retrieval.item_tables) ...
+    tables/item_tables.npz   ... global counts, item graph, item vectors ...
+    tables/category_vocab.npy ... and the category vocabulary (sorted known ids)
+    item_index/gsu_*.npy     soft and hybrid search: retrieval.item_index.ItemIndex.save() over the item vectors
     dgu.safetensors          optional: AGE's Dynamic Gating Unit weights (models/age.py) ...
     dgu.json                 ... and its sizes {"in_dim", "hidden"}; an artifact without them loads with dgu=None
     <extra files>            e.g. curves.png, copied as given
@@ -36,11 +39,14 @@ from safetensors.torch import load_file, save_file
 
 from models.age import DynamicGatingUnit
 from models.config import ConfigError, ModelConfig
+from models.features import NO_LOOKUPS, Lookups
 from models.ranker import RankerModel
 from retrieval.item_index import FILES as INDEX_FILES
 from retrieval.item_index import ItemIndex, ItemIndexError
+from retrieval.item_tables import TABLES_FILE, VOCAB_FILE, ItemTables, ItemTablesError
+from retrieval.vocabulary import Vocabulary, VocabularyError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: item tables and vocabularies, statistics, hybrid search (1: hashed ids, trained soft GSU)
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -48,6 +54,9 @@ MANIFEST_FILE = "manifest.json"
 ITEM_INDEX_DIR = "item_index"
 DGU_WEIGHTS_FILE = "dgu.safetensors"
 DGU_CONFIG_FILE = "dgu.json"
+TABLES_DIR = "tables"
+CATEGORY_VOCAB_FILE = "category_vocab.npy"
+TABLE_FILES = (VOCAB_FILE, TABLES_FILE, CATEGORY_VOCAB_FILE)
 REQUIRED_FILES = (WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE)
 
 
@@ -61,6 +70,7 @@ class Artifact(NamedTuple):
     item_index: ItemIndex | None
     manifest: dict[str, Any]
     dgu: DynamicGatingUnit | None = None  # AGE's gate, when the artifact has one (eval mode)
+    lookups: Lookups = NO_LOOKUPS  # vocabularies and item tables (vocabulary models)
 
     @property
     def version(self) -> str:
@@ -91,17 +101,23 @@ def save(
     *,
     overwrite: bool = False,
     dgu: DynamicGatingUnit | None = None,
+    lookups: Lookups = NO_LOOKUPS,
 ) -> str:
     """Write the artifact into ``out_dir`` (atomically: a sibling temp dir renamed into place) and return its
-    version. ``extra_files`` maps a file name inside the artifact to a source path. Soft-search configs need the
-    ``item_index``; other configs must not be given one."""
+    version. ``extra_files`` maps a file name inside the artifact to a source path. Soft and hybrid search need
+    the ``item_index``, other configs must not be given one; vocabulary configs need their ``lookups``."""
     out = Path(out_dir)
     if config.to_dict() != model.config.to_dict():
         raise ArtifactError(f"{CONFIG_FILE}: the config given differs from the model's own config")
-    if config.gsu == "soft" and item_index is None:
-        raise ArtifactError(f"{ITEM_INDEX_DIR}/: gsu='soft' needs the item index built from model.gsu_tables()")
-    if config.gsu != "soft" and item_index is not None:
-        raise ArtifactError(f"{ITEM_INDEX_DIR}/: an item index only belongs to soft-search models (gsu={config.gsu!r})")
+    searches = config.gsu in ("soft", "hybrid")
+    if searches and item_index is None:
+        raise ArtifactError(f"{ITEM_INDEX_DIR}/: gsu={config.gsu!r} needs the item index over the item vectors")
+    if not searches and item_index is not None:
+        raise ArtifactError(f"{ITEM_INDEX_DIR}/: an item index only belongs to soft/hybrid search (gsu={config.gsu!r})")
+    try:
+        lookups.check(config)
+    except ValueError as exc:
+        raise ArtifactError(f"{TABLES_DIR}/: {exc}") from exc
     if dgu is not None and dgu.in_dim != config.behavior_dim:
         raise ArtifactError(f"{DGU_CONFIG_FILE}: DGU in_dim={dgu.in_dim} differs from the model's candidate "
                             f"embedding size {config.behavior_dim}")
@@ -124,6 +140,10 @@ def save(
         (tmp / METRICS_FILE).write_text(json.dumps(dict(metrics or {}), indent=2, sort_keys=True, default=float))
         if item_index is not None:
             item_index.save(tmp / ITEM_INDEX_DIR)
+        if config.vocabulary:
+            assert lookups.items is not None and lookups.categories is not None
+            lookups.items.save(tmp / TABLES_DIR)
+            lookups.categories.save(tmp / TABLES_DIR / CATEGORY_VOCAB_FILE)
         if dgu is not None:
             dgu_state = {k: v.detach().contiguous().clone() for k, v in dgu.state_dict().items()}
             save_file(dgu_state, str(tmp / DGU_WEIGHTS_FILE))
@@ -228,22 +248,42 @@ def load(directory: str | Path) -> Artifact:
         model.load_state_dict(state, strict=True)
     model.eval()
 
+    lookups = _load_lookups(base, manifest, config)
     item_index = None
-    if config.gsu == "soft":
+    if config.gsu in ("soft", "hybrid"):
         index_dir = base / ITEM_INDEX_DIR
         for name in INDEX_FILES:
             if f"{ITEM_INDEX_DIR}/{name}" not in manifest["files"]:
-                raise ArtifactError(f"{index_dir / name}: soft-search file is not listed in {MANIFEST_FILE}")
+                raise ArtifactError(f"{index_dir / name}: item index file is not listed in {MANIFEST_FILE}")
+        assert lookups.items is not None  # gsu soft/hybrid implies vocabulary (ModelConfig.validate)
         try:
-            item_index = ItemIndex.load(index_dir)
+            item_index = ItemIndex.load(index_dir, lookups.items.vocab)
         except ItemIndexError as exc:
             raise ArtifactError(f"{index_dir}: {exc}") from exc
-        if item_index.n_buckets != config.item_buckets or item_index.dim != config.gsu_proj_dim:
-            raise ArtifactError(
-                f"{index_dir}: item index is [{item_index.n_buckets}, {item_index.dim}]; config needs "
-                f"[{config.item_buckets}, {config.gsu_proj_dim}]"
-            )
-    return Artifact(model, config, item_index, manifest, _load_dgu(base, manifest, config))
+        if item_index.dim != config.vector_dim:
+            raise ArtifactError(f"{index_dir}: item index vectors have {item_index.dim} dimensions; config needs "
+                                f"vector_dim={config.vector_dim}")  # fmt: skip
+    return Artifact(model, config, item_index, manifest, _load_dgu(base, manifest, config), lookups)
+
+
+def _load_lookups(base: Path, manifest: dict[str, Any], config: ModelConfig) -> Lookups:
+    """The vocabularies and item tables of a vocabulary model (listed, verified and sized like the config)."""
+    if not config.vocabulary:
+        return NO_LOOKUPS
+    tables_dir = base / TABLES_DIR
+    for name in TABLE_FILES:
+        if f"{TABLES_DIR}/{name}" not in manifest["files"]:
+            raise ArtifactError(f"{tables_dir / name}: item-table file is not listed in {MANIFEST_FILE}")
+    try:
+        tables = ItemTables.load(tables_dir)
+        known = config.category_buckets - 1
+        categories = Vocabulary.load(tables_dir / CATEGORY_VOCAB_FILE, overflow=1)
+        categories = Vocabulary(categories.known, max(1, known - categories.n_known))
+        lookups = Lookups(tables, categories)
+        lookups.check(config)
+    except (ItemTablesError, VocabularyError, ValueError) as exc:
+        raise ArtifactError(f"{tables_dir}: {exc}") from exc
+    return lookups
 
 
 def _load_dgu(base: Path, manifest: dict[str, Any], config: ModelConfig) -> DynamicGatingUnit | None:

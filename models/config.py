@@ -6,15 +6,23 @@ gives the defaults of each named variant; keyword overrides change single fields
 
 Variants (DESIGN.md §4):
 
-=========  ==================================================================================
-dnn        candidate ⊕ average of the last S behaviours → MLP
-din        candidate ⊕ DIN target attention over the last S behaviours → MLP
-din_long   din ⊕ target attention over the WHOLE sequence (the expensive reference)
-sim_hard   din ⊕ ESU over the top-K behaviours of the hard (category) search
-sim_soft   din ⊕ ESU over the top-K behaviours of the soft (embedding) search, + GSU auxiliary CTR head
-can        din ⊕ CAN co-action of the candidate with each short-term behaviour
-sim_can    din ⊕ ESU (hard search by default) ⊕ CAN
-=========  ==================================================================================
+==========  =================================================================================================
+dnn         candidate ⊕ average of the last S behaviours → MLP
+din         candidate ⊕ DIN target attention over the last S behaviours → MLP
+din_long    din ⊕ target attention over the WHOLE sequence (the expensive reference)
+sim_hard    din ⊕ ESU over the top-K behaviours of the hard (category) search ⊕ history statistics
+sim_soft    din ⊕ ESU over the top-K behaviours of the soft (item-vector) search ⊕ history statistics
+sim_hybrid  din ⊕ ESU over the hybrid search (the target item's own behaviours ∪ soft ∪ category) ⊕ statistics
+can         din ⊕ CAN co-action of the candidate with each short-term behaviour
+sim_can     sim_hybrid ⊕ CAN
+==========  =================================================================================================
+
+dnn, din, din_long and can see the short history only (din_long: the whole sequence through attention); they are
+the references the long-history variants must beat. The long-history variants read the whole stored history twice:
+through the GSU's top-K (the ESU) and through target-aware statistics (retrieval.history_stats), and map item ids
+through an exact vocabulary (``vocabulary``; unseen ids share hashed overflow rows) that comes with the item
+tables fitted on the training data (retrieval.item_tables). With ``vocabulary=False`` ids are hashed into
+``item_buckets`` rows and no item tables are needed (the exploration simulator's setting).
 """
 
 from __future__ import annotations
@@ -24,8 +32,10 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-VARIANTS: tuple[str, ...] = ("dnn", "din", "din_long", "sim_hard", "sim_soft", "can", "sim_can")
-GSU_KINDS: tuple[str, ...] = ("none", "hard", "soft")
+VARIANTS: tuple[str, ...] = ("dnn", "din", "din_long", "sim_hard", "sim_soft", "sim_hybrid", "can", "sim_can")
+GSU_KINDS: tuple[str, ...] = ("none", "hard", "soft", "hybrid")
+SHORT_ONLY = {"short_arch": "din", "gsu": "none", "coaction": False, "full_attention": False, "stats": False,
+              "vocabulary": False}  # fmt: skip
 ATTENTION_NORMS: tuple[str, ...] = ("softmax", "sum")
 
 
@@ -33,14 +43,16 @@ class ConfigError(ValueError):
     """A ModelConfig field is out of range, unknown, or inconsistent with another field."""
 
 
+_LONG = {"short_arch": "din", "coaction": False, "full_attention": False, "stats": True, "vocabulary": True}
 _VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "dnn": {"short_arch": "mean", "gsu": "none", "coaction": False, "full_attention": False},
-    "din": {"short_arch": "din", "gsu": "none", "coaction": False, "full_attention": False},
-    "din_long": {"short_arch": "din", "gsu": "none", "coaction": False, "full_attention": True},
-    "sim_hard": {"short_arch": "din", "gsu": "hard", "coaction": False, "full_attention": False},
-    "sim_soft": {"short_arch": "din", "gsu": "soft", "coaction": False, "full_attention": False},
-    "can": {"short_arch": "din", "gsu": "none", "coaction": True, "full_attention": False},
-    "sim_can": {"short_arch": "din", "gsu": "hard", "coaction": True, "full_attention": False},
+    "dnn": {**SHORT_ONLY, "short_arch": "mean"},
+    "din": SHORT_ONLY,
+    "din_long": {**SHORT_ONLY, "full_attention": True},
+    "sim_hard": {**_LONG, "gsu": "hard"},
+    "sim_soft": {**_LONG, "gsu": "soft"},
+    "sim_hybrid": {**_LONG, "gsu": "hybrid"},
+    "can": {**SHORT_ONLY, "coaction": True},
+    "sim_can": {**_LONG, "gsu": "hybrid", "coaction": True},
 }
 
 
@@ -51,11 +63,14 @@ class ModelConfig:
     variant: str = "sim_can"
     # which sub-architectures exist (set by for_variant; overridable, e.g. gsu="soft" for sim_can)
     short_arch: str = "din"  # "din" (target attention) or "mean" (dnn's average pooling)
-    gsu: str = "hard"  # "none" | "hard" | "soft": the long-term branch and how its behaviours are retrieved
+    gsu: str = "hybrid"  # "none" | "hard" | "soft" | "hybrid": the long-term branch and how it retrieves
     coaction: bool = True  # CAN branch
     full_attention: bool = False  # din_long: target attention over the whole sequence
+    stats: bool = True  # target-aware statistics of the whole history (retrieval.history_stats) into the OverArch
+    vocabulary: bool = True  # ids -> rows through the item tables' exact vocabulary; False: hashed buckets
 
-    # embeddings (ids are hashed with retrieval.hashing.bucket; bucket 0 is padding)
+    # embeddings: rows of the tables (vocabulary: 1 + known + overflow, set by training from the data;
+    # hashing: retrieval.hashing.bucket into this many rows); row 0 is padding
     item_buckets: int = 2**17
     category_buckets: int = 4096
     action_buckets: int = 8  # index 0 = padding, action a -> 1 + min(a, action_buckets - 2)
@@ -75,9 +90,13 @@ class ModelConfig:
     long_k: int = 64  # K: behaviours the GSU retrieves per candidate
     heads: int = 4  # ESU attention heads
     head_dim: int = 16  # size of the W_b z / W_a e_a projections of one head
-    gsu_dim: int = 16  # soft search: size of the GSU's own item embeddings (separate from the short-term ones)
-    gsu_proj_dim: int = 16  # soft search: size of W_a e / W_b e (the inner-product space of the item index)
-    gsu_hidden: tuple[int, ...] = (32,)  # soft search: auxiliary CTR MLP over [Σ r_i e_i ⊕ e_a]
+    item_hits: int = 16  # hybrid search: at most this many of the target item's own behaviours lead the list
+
+    # target-aware history statistics (retrieval.history_stats.StatsSpec)
+    stats_windows: tuple[int, ...] = (50, 500)
+    strong_action: int = 2  # actions >= this count as strong (likes, purchases; MovieLens: rating >= 4)
+    vector_dim: int = 16  # item tables: size of the co-occurrence item vectors (the soft search's space)
+    init_from_vectors: bool = True  # item embeddings start from the item vectors' first item_dim dimensions
     n_clusters: int = 256  # soft search: Faiss IVF clusters of the item index
     nprobe: int = 16  # soft search: clusters probed per query
 
@@ -161,9 +180,34 @@ class ModelConfig:
         return per_order * self.can_orders * (2 if self.can_category else 1)
 
     @property
+    def z_dim(self) -> int:
+        """One retrieved behaviour in the ESU: behaviour ⊕ time embedding."""
+        return self.behavior_dim + self.time_dim
+
+    @property
+    def long_extras(self) -> int:
+        """Per-candidate extras of a retrieved slot: its search tag one-hot (N_TAGS − 1) ⊕ relevance (item tables)."""
+        from retrieval.gsu_kinds import N_TAGS
+
+        return N_TAGS - 1 + (1 if self.vocabulary else 0)
+
+    @property
     def long_dim(self) -> int:
-        """ESU output: heads × (behaviour ⊕ time embedding)."""
-        return self.heads * (self.behavior_dim + self.time_dim)
+        """ESU output: heads × (z_dim + extras)."""
+        return self.heads * (self.z_dim + self.long_extras)
+
+    @property
+    def n_stats(self) -> int:
+        """Width of the statistics input (retrieval.history_stats.stat_names)."""
+        from retrieval.history_stats import stat_names
+
+        return len(stat_names(self.stats_spec, self.vocabulary)) if self.stats else 0
+
+    @property
+    def stats_spec(self) -> Any:
+        from retrieval.history_stats import StatsSpec
+
+        return StatsSpec(windows=self.stats_windows, strong_action=self.strong_action)
 
     # -- validation ---------------------------------------------------------------------------------------------
 
@@ -186,10 +230,10 @@ class ModelConfig:
             "time_dim": (self.time_dim, 1),
             "short_len": (self.short_len, 1),
             "long_k": (self.long_k, 1),
+            "item_hits": (self.item_hits, 0),
             "heads": (self.heads, 1),
             "head_dim": (self.head_dim, 1),
-            "gsu_dim": (self.gsu_dim, 1),
-            "gsu_proj_dim": (self.gsu_proj_dim, 1),
+            "vector_dim": (self.vector_dim, 1),
             "n_clusters": (self.n_clusters, 1),
             "nprobe": (self.nprobe, 1),
             "can_orders": (self.can_orders, 1),
@@ -198,7 +242,7 @@ class ModelConfig:
         for name, (value, low) in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
-        for name in ("attention_hidden", "gsu_hidden", "mlp_dims", "can_dims"):
+        for name in ("attention_hidden", "mlp_dims", "can_dims", "stats_windows"):
             dims = getattr(self, name)
             if not isinstance(dims, tuple) or any(not isinstance(d, int) or d < 1 for d in dims):
                 raise ConfigError(f"{name}={dims!r} must be a list of positive integers")
@@ -209,6 +253,10 @@ class ModelConfig:
                 f"can_dims[0]={self.can_dims[0]} must equal item_dim={self.item_dim}: CAN feeds each behaviour's "
                 "item embedding into the micro-MLP"
             )
+        if self.gsu in ("soft", "hybrid") and not self.vocabulary:
+            raise ConfigError(f"gsu={self.gsu!r} searches the item tables' vectors: it needs vocabulary=True")
+        if self.stats and not self.stats_windows:
+            raise ConfigError("stats_windows must hold at least one window")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout!r} must be in [0, 1)")
         if not self.can_init_std > 0:

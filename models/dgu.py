@@ -15,16 +15,18 @@ from torch import nn
 from tqdm import tqdm
 
 from models.age import DynamicGatingUnit
-from models.features import hash_categories, hash_items
+from models.features import NO_LOOKUPS, Lookups, hash_categories, hash_items
 from models.ranker import RankerModel
 
 
 @torch.no_grad()
-def item_embeddings(model: RankerModel, items: npt.ArrayLike, cats: npt.ArrayLike) -> torch.Tensor:
+def item_embeddings(
+    model: RankerModel, items: npt.ArrayLike, cats: npt.ArrayLike, lookups: Lookups = NO_LOOKUPS
+) -> torch.Tensor:
     """h [n, d] of raw (item id, category id) pairs: the main model's candidate embedding, detached."""
     cfg = model.config
-    item_b = torch.from_numpy(hash_items(np.asarray(items, dtype=np.int64), None, cfg))
-    cat_b = torch.from_numpy(hash_categories(np.asarray(cats, dtype=np.int64), None, cfg))
+    item_b = torch.from_numpy(hash_items(np.asarray(items, dtype=np.int64), None, cfg, lookups))
+    cat_b = torch.from_numpy(hash_categories(np.asarray(cats, dtype=np.int64), None, cfg, lookups))
     return model.embedding.candidate(item_b, cat_b).detach().clone()
 
 
@@ -41,12 +43,13 @@ def train_dgu(
     seed: int = 0,
     progress: bool = False,
     init: DynamicGatingUnit | None = None,
+    lookups: Lookups = NO_LOOKUPS,
 ) -> DynamicGatingUnit:
     """Fit a DGU on training samples (raw item ids, category ids, 0/1 labels); returned in eval mode.
 
     ``init`` continues training an existing DGU (the simulator's incremental updates) instead of a fresh one."""
     y = torch.from_numpy(np.asarray(labels, dtype=np.float32).reshape(-1))
-    h = item_embeddings(model, items, cats)
+    h = item_embeddings(model, items, cats, lookups)
     if h.shape[0] != y.shape[0]:
         raise ValueError(f"items ({h.shape[0]}) and labels ({y.shape[0]}) must have the same length")
     if epochs < 1 or batch_size < 1 or not lr > 0:

@@ -2,9 +2,16 @@
 
 For each seed, every variant is trained (models.train) on the same samples and evaluated on the same test split;
 the table holds the mean and standard deviation over seeds of test AUC and GAUC, the mean logloss and the mean
-wall time of a run. On synthetic data it also holds the oracle AUC (the ground-truth ``p_true`` on the test
-samples) and, per variant, the share of the AUC gap between ``din`` (short history only) and the oracle that the
-variant closes: (auc − auc_din) / (oracle − auc_din).
+wall time of a run. Beside the neural variants stand the strong simple baselines (models.baselines: logistic
+regression and gradient-boosted trees on target-aware history statistics), the bar a long-history model must
+clear. On synthetic data it also holds the oracle AUC (the ground-truth ``p_true`` on the test samples), the
+reachable ceiling where the generator writes one (``p_clean``, the noise-free truth: item-interest data) and, per
+variant, the share of the AUC gap between ``din`` (short history only) and each that the variant closes:
+(auc − auc_din) / (ceiling − auc_din). And the GSU recall of every search (models.gsu_recall).
+
+Two synthetic generators (``interest``): ``categories`` (models/data/synthetic.py: long-term interest shown by
+categories, hard search's home ground) and ``items`` (models/data/synthetic_items.py: re-engaged items and their
+taste neighbours far back, categories weakly tied to taste).
 
 Runs are spread over ``workers`` processes started with "spawn" (never fork after torch/Faiss are loaded), one
 torch thread each, so two cores run two trainings at once. Each worker loads the samples once and keeps the
@@ -29,7 +36,9 @@ import numpy as np
 from models.config import VARIANTS
 
 DATASETS = ("ml100k", "synthetic")
+INTERESTS = ("categories", "items")
 DEFAULT_CACHE = Path("var") / "datasets"
+SCALES = {"categories": (2_000, 2_000, 10_000), "items": (1_000, 3_000, 8_000)}  # users, min length, length
 
 
 @dataclass(frozen=True)
@@ -38,9 +47,11 @@ class ExperimentSpec:
     seeds: int = 3
     data_dir: Path | None = None
     models: tuple[str, ...] = VARIANTS
-    users: int = 2_000
-    min_length: int = 2_000
-    length: int = 10_000
+    interest: str = "categories"  # synthetic: which generator
+    users: int | None = None  # synthetic scale; None: SCALES[interest]
+    min_length: int | None = None
+    length: int | None = None
+    baselines: bool = True
     workers: int = 2
     cache_dir: Path = DEFAULT_CACHE
     train: dict[str, Any] = field(default_factory=dict)  # TrainOptions fields (epochs, lr, max_len, overrides...)
@@ -57,10 +68,16 @@ class ExperimentSpec:
         unknown = [m for m in self.models if m not in VARIANTS]
         if unknown or not self.models:
             raise ValueError(f"--models {list(self.models)}: each must be one of {', '.join(VARIANTS)}")
-        if self.users < 1 or self.min_length < 1 or self.length < self.min_length:
-            raise ValueError(
-                f"--users {self.users} must be >= 1 and 1 <= --min-length {self.min_length} <= --length {self.length}"
-            )
+        if self.interest not in INTERESTS:
+            raise ValueError(f"--interest must be one of {INTERESTS}, got {self.interest!r}")
+        users, low, high = self.scale
+        if users < 1 or low < 1 or high < low:
+            raise ValueError(f"--users {users} must be >= 1 and 1 <= --min-length {low} <= --length {high}")
+
+    @property
+    def scale(self) -> tuple[int, int, int]:
+        users, low, high = SCALES[self.interest]
+        return (self.users or users, self.min_length or low, self.length or high)
 
 
 def _say(text: str) -> None:
@@ -71,10 +88,12 @@ def ensure_dataset(spec: ExperimentSpec) -> Path:
     """The dataset directory: --data as given, else built once under the cache directory and reused."""
     if spec.data_dir is not None:
         return spec.data_dir
+    users, low, high = spec.scale
     if spec.dataset == "ml100k":
         out = spec.cache_dir / "ml100k"
     else:
-        out = spec.cache_dir / f"synthetic-u{spec.users}-l{spec.min_length}-{spec.length}-s0"
+        kind = "synthetic" if spec.interest == "categories" else "synthetic-items"
+        out = spec.cache_dir / f"{kind}-u{users}-l{low}-{high}-s0"
     if (out / "meta.json").is_file():
         return out
     _say(f"building dataset {out}")
@@ -82,11 +101,15 @@ def ensure_dataset(spec: ExperimentSpec) -> Path:
         from models.data.movielens import write_ml100k
 
         write_ml100k(out)
-    else:
+    elif spec.interest == "categories":
         from models.data.synthetic import SyntheticConfig, write_synthetic
 
-        cfg = SyntheticConfig(users=spec.users, length=spec.length, min_length=spec.min_length, seed=0)
-        write_synthetic(out, cfg, progress=spec.progress)
+        write_synthetic(out, SyntheticConfig(users=users, length=high, min_length=low, seed=0), progress=spec.progress)
+    else:
+        from models.data.synthetic_items import ItemInterestConfig, write_item_interest
+
+        cfg = ItemInterestConfig(users=users, length=high, min_length=low, seed=0)
+        write_item_interest(out, cfg, progress=spec.progress)
     return out
 
 
@@ -193,6 +216,43 @@ def gap_closed(table: dict[str, dict[str, Any]], ceiling: float) -> dict[str, fl
             for m, row in table.items()}  # fmt: skip
 
 
+def margin_over_baselines(table: dict[str, dict[str, Any]], baselines: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Test AUC of each variant minus that of the best strong simple baseline (``lr`` or ``gbdt``)."""
+    bars = {name: row["auc_mean"] for name, row in baselines.items() if name in ("lr", "gbdt") and row["auc_mean"]}
+    if not bars:
+        return {}
+    best = max(bars, key=lambda name: bars[name])
+    return {"baseline": best, "auc": bars[best],
+            "by_model": {m: None if r["auc_mean"] is None else round(r["auc_mean"] - bars[best], 4)
+                         for m, r in table.items()}}  # fmt: skip
+
+
+def _baselines(spec: ExperimentSpec, samples: Any, seeds: list[int]) -> dict[str, list[dict[str, Any]]]:
+    """The strong simple baselines on the same splits, with the item tables the neural models use."""
+    from models.baselines import run_baselines
+    from models.train import TrainOptions, base_config, fit_lookups
+
+    config = base_config(samples, TrainOptions(model="sim_hybrid", **spec.train))
+    lookups, _ = fit_lookups(samples, config)
+    assert lookups.items is not None
+    if spec.progress:
+        _say("baselines: logistic regression and gradient-boosted trees on history statistics")
+    return run_baselines(samples, config.stats_spec, lookups.items, seeds, progress=spec.progress)
+
+
+def _recall(spec: ExperimentSpec, samples: Any, data_dir: Path) -> dict[str, Any]:
+    """GSU recall (models.gsu_recall) of the hard, soft and hybrid searches on the test split."""
+    from models.gsu_recall import gsu_recall, read_truth_neighbours
+    from models.train import TrainOptions, base_config, fit_lookups
+    from retrieval.gsu_hybrid import build_gsu
+
+    config = base_config(samples, TrainOptions(model="sim_hybrid", **spec.train))
+    _, index = fit_lookups(samples, config)
+    searches = {kind: build_gsu(kind, config.long_k, index, config.nprobe, config.item_hits)
+                for kind in ("hard", "soft", "hybrid")}  # fmt: skip
+    return gsu_recall(samples, {k: v for k, v in searches.items() if v is not None}, read_truth_neighbours(data_dir))
+
+
 def _train_options(spec: ExperimentSpec, model: str) -> dict[str, Any]:
     options = dict(spec.train)
     if model == "din_long" and spec.din_long_max_len is not None and options.get("max_len") is None:
@@ -208,12 +268,19 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
     TrainOptions(model=spec.models[0], **spec.train)  # validate the training options before any work
     data_dir = ensure_dataset(spec)
     samples = load_samples(data_dir)
-    dataset = {**samples.describe(), "dir": str(data_dir)}
-    oracle = learnable = None
+    dataset = {**samples.describe(), "dir": str(data_dir), "interest": samples.meta.get("interest", "categories")}
+    oracle = learnable = ceiling = None
     if samples.test.p_true is not None:  # synthetic: the ground truth's AUC on the test samples
         value = auc(samples.test.label, samples.test.p_true)
         oracle = None if math.isnan(value) else round(value, 6)
-        learnable = learnable_oracle_auc(samples)
+        if samples.test.p_clean is not None:
+            clean = auc(samples.test.label, samples.test.p_clean)
+            ceiling = None if math.isnan(clean) else round(clean, 6)
+        elif dataset["interest"] == "categories":
+            learnable = learnable_oracle_auc(samples)
+    seeds = list(range(spec.seeds))
+    baseline_runs = _baselines(spec, samples, seeds) if spec.baselines else {}
+    recall = _recall(spec, samples, data_dir)
     del samples
     jobs = [(model, seed) for seed in range(spec.seeds) for model in spec.models]
     runs: list[dict[str, Any]] = []
@@ -235,14 +302,21 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
                     f"best epoch {run['best_epoch']})"
                 )
     table = summarise(runs, spec.models)
-    out: dict[str, Any] = {"models": table, "oracle_auc": oracle, "dataset": dataset}
+    baselines = summarise([r for rows in baseline_runs.values() for r in rows], list(baseline_runs))
+    out: dict[str, Any] = {"models": table, "baselines": baselines, "oracle_auc": oracle, "dataset": dataset,
+                           "gsu_recall": recall}  # fmt: skip
     if oracle is not None:
-        out["oracle_without_item_quality_auc"] = learnable
         out["gap_closed_vs_din"] = gap_closed(table, oracle)
+        if ceiling is not None:
+            out["ceiling_auc"] = ceiling
+            out["gap_closed_vs_din_to_ceiling"] = gap_closed(table, ceiling)
         if learnable is not None:
+            out["oracle_without_item_quality_auc"] = learnable
             out["gap_closed_vs_din_without_item_quality"] = gap_closed(table, learnable)
+    out["margin_over_best_baseline"] = margin_over_baselines(table, baselines)
     out["settings"] = {
         "seeds": spec.seeds,
+        "interest": spec.interest,
         "workers": workers,
         "train": spec.train,
         "din_long_max_len": spec.din_long_max_len,
@@ -253,23 +327,37 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
 
 def format_table(result: dict[str, Any]) -> str:
     """The readable form of the result (without --json)."""
-    lines = [f"{'model':<10} {'AUC':>16} {'GAUC':>16} {'logloss':>8} {'s/run':>7}"]
-    for name, row in result["models"].items():
 
-        def cell(mean: float | None, std: float | None) -> str:
-            return "n/a" if mean is None else f"{mean:.4f} ± {std or 0:.4f}"
+    def cell(mean: float | None, std: float | None) -> str:
+        return "n/a" if mean is None else f"{mean:.4f} ± {std or 0:.4f}"
 
+    lines = [f"{'model':<12} {'AUC':>16} {'GAUC':>16} {'logloss':>8} {'s/run':>7}"]
+    rows = [*result["models"].items(), *((f"[{n}]", r) for n, r in result.get("baselines", {}).items())]
+    for name, row in rows:
         lines.append(
-            f"{name:<10} {cell(row['auc_mean'], row['auc_std']):>16} {cell(row['gauc_mean'], row['gauc_std']):>16} "
+            f"{name:<12} {cell(row['auc_mean'], row['auc_std']):>16} {cell(row['gauc_mean'], row['gauc_std']):>16} "
             f"{row['logloss_mean'] or float('nan'):>8.4f} {row['seconds_mean'] or float('nan'):>7.1f}"
         )
+    lines.append("[lr], [gbdt]: strong simple baselines on target-aware history statistics; [gbdt_all]: + the "
+                 "item graph's and item vectors' statistics")
     if result.get("oracle_auc") is not None:
         lines.append(f"oracle AUC (p_true on test): {result['oracle_auc']:.4f}")
+    if result.get("ceiling_auc") is not None:
+        lines.append(f"reachable ceiling AUC (noise-free p_clean on test): {result['ceiling_auc']:.4f}")
     if result.get("oracle_without_item_quality_auc") is not None:
         lines.append(f"oracle AUC without the per-item quality term: {result['oracle_without_item_quality_auc']:.4f}")
-    for name, share in (result.get("gap_closed_vs_din") or {}).items():
+    gaps = result.get("gap_closed_vs_din_to_ceiling") or result.get("gap_closed_vs_din") or {}
+    target = "ceiling" if result.get("gap_closed_vs_din_to_ceiling") else "oracle"
+    for name, share in gaps.items():
         if share is not None and name != "din":
-            lines.append(f"  {name}: closes {100 * share:.1f}% of the din→oracle AUC gap")
+            lines.append(f"  {name}: closes {100 * share:.1f}% of the din→{target} AUC gap")
+    margin = result.get("margin_over_best_baseline") or {}
+    if margin:
+        lines.append(f"margin over the best baseline ({margin['baseline']}, AUC {margin['auc']:.4f}): "
+                     + ", ".join(f"{m} {v:+.4f}" for m, v in margin["by_model"].items() if v is not None))
+    for name, rec in (result.get("gsu_recall") or {}).items():
+        lines.append(f"GSU {name}: target item recall {rec['target_recall']} ({rec['target_samples']} samples), "
+                     f"evidence recall {rec['evidence_recall']} ({rec['evidence_samples']} samples)")
     ds = result["dataset"]
     lines.append(
         f"dataset {ds['source']} ({ds['dir']}): {ds['users']} users, {ds['behaviors']} behaviours, "

@@ -5,20 +5,23 @@ candidates), so both see exactly the same features:
 
 - ShortArch: the last ``short_len`` behaviours of each user                    -> short_* [U, S]
 - LongArch:  the GSU's top-``long_k`` behaviours for each candidate (retrieval.gsu), with the log2 time bucket of
-             now − ts                                                          -> long_*  [C, K]
+             now − ts, a tag per slot (which search found it, and whether it is the target item itself) and, with
+             item tables, its relevance (cosine of the item vectors)           -> long_*  [C, K]
+- statistics: target-aware statistics of the whole history (retrieval.history_stats) -> cand_stats [C, F]
 - din_long:  the whole sequence of each user                                   -> full_*  [U, L]
-- ids are hashed with retrieval.hashing.bucket (bucket 0 is padding, so every real id, seen or not, has an
-  embedding row); actions map to 1 + min(action, action_buckets − 2).
+- ids become embedding rows through ``Lookups``: the exact vocabulary of the item tables (config.vocabulary) or
+  retrieval.hashing.bucket (row 0 is padding, so every real id, seen or not, has a row); actions map to
+  1 + min(action, action_buckets − 2).
 
 Sequences are left-aligned: position 0 holds the oldest kept behaviour (short/full) or the most relevant one
-(long), and the padding follows, marked False in the mask. ``score`` is serving's path for one user.
+(long), and the padding follows, marked False in the mask. Serving's one-user path is ``models.ranker.score``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -28,12 +31,51 @@ from torch import Tensor
 from models.config import ModelConfig
 from models.layers import TimeBuckets
 from retrieval.events import Behaviors
+from retrieval.gsu_kinds import KIND_CATEGORY, KIND_SOFT
 from retrieval.hashing import bucket
-
-if TYPE_CHECKING:
-    from models.ranker import RankerModel
+from retrieval.history_stats import history_stats
+from retrieval.item_tables import ItemTables
+from retrieval.vocabulary import Vocabulary
 
 IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """How raw ids become embedding rows, and what the training data says about items (retrieval.item_tables).
+    With ``config.vocabulary`` both are required; otherwise ids are hashed and the tables are not used."""
+
+    items: ItemTables | None = None
+    categories: Vocabulary | None = None
+
+    def item_rows(self, ids: npt.ArrayLike, config: ModelConfig) -> IntArray:
+        if not config.vocabulary:
+            return bucket(ids, config.item_buckets)
+        if self.items is None:
+            raise ValueError("config.vocabulary=True needs the item tables (Lookups.items, saved in the artifact)")
+        return self.items.vocab.rows(ids)
+
+    def category_rows(self, ids: npt.ArrayLike, config: ModelConfig) -> IntArray:
+        if not config.vocabulary:
+            return bucket(ids, config.category_buckets)
+        if self.categories is None:
+            raise ValueError("config.vocabulary=True needs the category vocabulary (Lookups.categories)")
+        return self.categories.rows(ids)
+
+    def check(self, config: ModelConfig) -> None:
+        """The tables fit the config's embedding sizes (a mismatched artifact is refused, not silently misread)."""
+        if not config.vocabulary:
+            return
+        if self.items is None or self.categories is None:
+            raise ValueError("config.vocabulary=True needs the item tables and the category vocabulary")
+        if self.items.vocab.size != config.item_buckets or self.categories.size != config.category_buckets:
+            raise ValueError(
+                f"the vocabularies have {self.items.vocab.size} item / {self.categories.size} category rows; the "
+                f"config says item_buckets={config.item_buckets}, category_buckets={config.category_buckets}"
+            )
+
+
+NO_LOOKUPS = Lookups()
 
 
 class RetrievedLike(Protocol):
@@ -52,7 +94,7 @@ class RetrievedLike(Protocol):
 
 
 class Searcher(Protocol):
-    """A GSU (retrieval.gsu.HardSearch / SoftSearch / ExactSearch)."""
+    """A GSU (retrieval.gsu.HardSearch / SoftSearch / ExactSearch, retrieval.gsu_hybrid.HybridSearch)."""
 
     def search(self, history: Behaviors, cand_items: IntArray, cand_cats: IntArray) -> RetrievedLike: ...
 
@@ -78,6 +120,9 @@ class Batch:
     long_action: Tensor | None = None  # [C,K] int64
     long_dt: Tensor | None = None  # [C,K] int64 time bucket of now − ts
     long_mask: Tensor | None = None  # [C,K] bool
+    long_tag: Tensor | None = None  # [C,K] int64 1 + 2·search kind + [is the target item]; 0 = padding
+    long_rel: Tensor | None = None  # [C,K] float32 cosine of the behaviour's and the target's item vectors
+    cand_stats: Tensor | None = None  # [C,F] float32 target-aware history statistics (retrieval.history_stats)
     full_item: Tensor | None = None  # [U,L] int64
     full_cat: Tensor | None = None  # [U,L] int64
     full_action: Tensor | None = None  # [U,L] int64
@@ -91,6 +136,15 @@ class Batch:
     def n_users(self) -> int:
         return int(self.short_item.shape[0])
 
+    def take_candidates(self, rows: Tensor) -> Batch:
+        """The batch restricted to candidate ``rows`` (user-side tensors shared, per-candidate ones indexed)."""
+        values: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            per_candidate = f.name.startswith(("cand_", "long_")) or f.name == "user_of"
+            values[f.name] = value.index_select(0, rows) if per_candidate and value is not None else value
+        return Batch(**values)
+
     def to(self, device: torch.device | str) -> Batch:
         moved: dict[str, Any] = {}
         for f in fields(self):
@@ -99,13 +153,19 @@ class Batch:
         return Batch(**moved)
 
 
-def hash_items(ids: npt.ArrayLike, mask: npt.NDArray[np.bool_] | None, config: ModelConfig) -> IntArray:
-    out = bucket(ids, config.item_buckets)
+def hash_items(
+    ids: npt.ArrayLike, mask: npt.NDArray[np.bool_] | None, config: ModelConfig, lookups: Lookups = NO_LOOKUPS
+) -> IntArray:
+    """Embedding rows of item ids (0 where ``mask`` is False)."""
+    out = lookups.item_rows(ids, config)
     return out if mask is None else np.where(mask, out, 0)
 
 
-def hash_categories(ids: npt.ArrayLike, mask: npt.NDArray[np.bool_] | None, config: ModelConfig) -> IntArray:
-    out = bucket(ids, config.category_buckets)
+def hash_categories(
+    ids: npt.ArrayLike, mask: npt.NDArray[np.bool_] | None, config: ModelConfig, lookups: Lookups = NO_LOOKUPS
+) -> IntArray:
+    """Embedding rows of category ids (0 where ``mask`` is False)."""
+    out = lookups.category_rows(ids, config)
     return out if mask is None else np.where(mask, out, 0)
 
 
@@ -115,7 +175,7 @@ def action_index(actions: npt.ArrayLike, mask: npt.NDArray[np.bool_] | None, con
 
 
 def _sequence_tensors(
-    histories: Sequence[Behaviors], length: int, take_last: int | None, config: ModelConfig
+    histories: Sequence[Behaviors], length: int, take_last: int | None, config: ModelConfig, lookups: Lookups
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Left-aligned [U, length] item/category/action buckets + mask of (the last ``take_last`` of) each history."""
     u = len(histories)
@@ -131,8 +191,8 @@ def _sequence_tensors(
         acts[row, :n] = part["action"]
         mask[row, :n] = True
     return (
-        torch.from_numpy(hash_items(items, mask, config)),
-        torch.from_numpy(hash_categories(cats, mask, config)),
+        torch.from_numpy(hash_items(items, mask, config, lookups)),
+        torch.from_numpy(hash_categories(cats, mask, config, lookups)),
         torch.from_numpy(action_index(acts, mask, config)),
         torch.from_numpy(mask),
     )
@@ -145,6 +205,7 @@ def _long_tensors(
     cand_cats: IntArray,
     now: IntArray,
     config: ModelConfig,
+    lookups: Lookups,
     gsu: Searcher | None,
     retrieved: Sequence[RetrievedLike] | None,
 ) -> dict[str, Tensor]:
@@ -154,7 +215,9 @@ def _long_tensors(
     cats = np.zeros((c, k), dtype=np.int64)
     acts = np.zeros((c, k), dtype=np.int64)
     ts = np.zeros((c, k), dtype=np.int64)
+    kind = np.zeros((c, k), dtype=np.int64)
     mask = np.zeros((c, k), dtype=bool)
+    default_kind = KIND_CATEGORY if config.gsu == "hard" else KIND_SOFT
     order = np.argsort(user_of, kind="stable")
     starts = np.searchsorted(user_of[order], np.arange(len(histories) + 1))
     for u in range(len(histories)):
@@ -176,15 +239,52 @@ def _long_tensors(
         cats[rows, :kk] = found.category_id
         acts[rows, :kk] = found.action
         ts[rows, :kk] = np.where(got, found.ts, now[u])
+        found_kind = getattr(found, "kind", None)
+        kind[rows, :kk] = default_kind if found_kind is None else found_kind
         mask[rows, :kk] = got
     dt = np.where(mask, TimeBuckets.bucketize(now[user_of][:, None] - ts, config.time_buckets), 0)
-    return {
-        "long_item": torch.from_numpy(hash_items(items, mask, config)),
-        "long_cat": torch.from_numpy(hash_categories(cats, mask, config)),
+    same = items == cand_items[:, None]
+    tag = np.where(mask, 1 + 2 * kind + same, 0)
+    item_rows = hash_items(items, mask, config, lookups)
+    out = {
+        "long_item": torch.from_numpy(item_rows),
+        "long_cat": torch.from_numpy(hash_categories(cats, mask, config, lookups)),
         "long_action": torch.from_numpy(action_index(acts, mask, config)),
         "long_dt": torch.from_numpy(dt),
         "long_mask": torch.from_numpy(mask),
+        "long_tag": torch.from_numpy(tag),
     }
+    if config.vocabulary:
+        assert lookups.items is not None
+        vectors = lookups.items.vectors
+        cand_vec = vectors[lookups.item_rows(cand_items, config)]  # [C,v]
+        rel = np.einsum("ckv,cv->ck", vectors[item_rows], cand_vec, optimize=True)  # [C,K]; padding row is zero
+        out["long_rel"] = torch.from_numpy(np.where(mask, rel, 0.0).astype(np.float32))
+    return out
+
+
+def _stats_tensor(
+    histories: Sequence[Behaviors],
+    user_of: IntArray,
+    cand_items: IntArray,
+    cand_cats: IntArray,
+    now: IntArray,
+    config: ModelConfig,
+    lookups: Lookups,
+    exclude_action: IntArray | None,
+) -> Tensor:
+    """history_stats per user over that user's candidate rows -> [C, F]."""
+    out = np.zeros((len(user_of), config.n_stats), dtype=np.float32)
+    order = np.argsort(user_of, kind="stable")
+    starts = np.searchsorted(user_of[order], np.arange(len(histories) + 1))
+    tables = lookups.items if config.vocabulary else None
+    for u in range(len(histories)):
+        rows = order[starts[u] : starts[u + 1]]
+        if len(rows):
+            excl = None if exclude_action is None else exclude_action[rows]
+            out[rows] = history_stats(histories[u], cand_items[rows], cand_cats[rows], int(now[u]),
+                                      config.stats_spec, tables, exclude_action=excl)  # fmt: skip
+    return torch.from_numpy(out)
 
 
 def build_batch(
@@ -197,6 +297,9 @@ def build_batch(
     gsu: Searcher | None = None,
     *,
     retrieved: Sequence[RetrievedLike] | None = None,
+    lookups: Lookups = NO_LOOKUPS,
+    stats: npt.NDArray[np.float32] | None = None,
+    exclude_action: npt.ArrayLike | None = None,
 ) -> Batch:
     """Features of C candidate rows of U users.
 
@@ -204,7 +307,10 @@ def build_batch(
     user_of [C]: the user (index into ``histories``) of each candidate row. cand_items / cand_cats [C]: raw ids.
     now: unix seconds, one for all users or one per user [U]. gsu: the General Search Unit for the long branch
     (needed when config.gsu != "none", unless ``retrieved`` gives per user the GSU result for that user's candidate
-    rows in row order, e.g. from HardSearch.search_lists over a store's per-category read).
+    rows in row order, e.g. from HardSearch.search_lists over a store's per-category read). lookups: the id maps
+    and item tables (required with config.vocabulary). stats [C, F]: precomputed statistics (training computes
+    them once per shared history), else computed here from ``histories``; exclude_action [C]: leave-one-out of a
+    training sample's own event in the item tables' global counts (-1: none).
     """
     u = len(histories)
     owner = np.asarray(user_of, dtype=np.int64).reshape(-1)
@@ -221,10 +327,10 @@ def build_batch(
         raise ValueError("cand_items and cand_cats must be ids >= 0")
     now_u = np.broadcast_to(np.asarray(now, dtype=np.int64), (u,)).copy()
 
-    short = _sequence_tensors(histories, config.short_len, config.short_len, config)
+    short = _sequence_tensors(histories, config.short_len, config.short_len, config, lookups)
     batch = Batch(
-        cand_item=torch.from_numpy(hash_items(items, None, config)),
-        cand_cat=torch.from_numpy(hash_categories(cats, None, config)),
+        cand_item=torch.from_numpy(hash_items(items, None, config, lookups)),
+        cand_cat=torch.from_numpy(hash_categories(cats, None, config, lookups)),
         user_of=torch.from_numpy(owner),
         now=torch.from_numpy(now_u),
         short_item=short[0],
@@ -237,44 +343,19 @@ def build_batch(
             raise ValueError(f"config.gsu={config.gsu!r} needs a GSU (retrieval.gsu) or precomputed `retrieved`")
         if retrieved is not None and len(retrieved) != u:
             raise ValueError(f"retrieved has {len(retrieved)} entries; expected one per user ({u})")
-        long = _long_tensors(histories, owner, items, cats, now_u, config, gsu, retrieved)
+        long = _long_tensors(histories, owner, items, cats, now_u, config, lookups, gsu, retrieved)
         for name, tensor in long.items():
             setattr(batch, name, tensor)
+    if config.stats:
+        if stats is not None:
+            if stats.shape != (c, config.n_stats):
+                raise ValueError(f"stats has shape {stats.shape}; expected ({c}, {config.n_stats})")
+            batch.cand_stats = torch.from_numpy(np.ascontiguousarray(stats, dtype=np.float32))
+        else:
+            excl = None if exclude_action is None else np.asarray(exclude_action, dtype=np.int64).reshape(-1)
+            batch.cand_stats = _stats_tensor(histories, owner, items, cats, now_u, config, lookups, excl)
     if config.full_attention:
         length = max(1, max(len(h) for h in histories))
-        full = _sequence_tensors(histories, length, None, config)
+        full = _sequence_tensors(histories, length, None, config, lookups)
         batch.full_item, batch.full_cat, batch.full_action, batch.full_mask = full
     return batch
-
-
-def score(
-    model: RankerModel,
-    history: Behaviors,
-    cand_items: npt.ArrayLike,
-    cand_cats: npt.ArrayLike,
-    now: int,
-    config: ModelConfig,
-    gsu: Searcher | None = None,
-    *,
-    retrieved: RetrievedLike | None = None,
-) -> npt.NDArray[np.float32]:
-    """pCTR [C] of one user's candidates: build_batch with U = 1, forward under inference_mode, sigmoid.
-
-    The model is used as it is (artifacts.load returns it in eval mode); this never switches modes, so concurrent
-    callers can share one model.
-    """
-    items = np.asarray(cand_items, dtype=np.int64).reshape(-1)
-    batch = build_batch(
-        [history],
-        np.zeros(len(items), dtype=np.int64),
-        items,
-        cand_cats,
-        now,
-        config,
-        gsu,
-        retrieved=None if retrieved is None else [retrieved],
-    )
-    with torch.inference_mode():
-        logits = model(batch).logits
-    out: npt.NDArray[np.float32] = torch.sigmoid(logits).numpy().astype(np.float32, copy=False)
-    return out

@@ -111,6 +111,16 @@ class TargetAttention(nn.Module):
         w_q, w_k, w_d, w_p = (w[:, i * d : (i + 1) * d] for i in range(4))
         return w_q, w_k, w_d, w_p
 
+    def weights(self, query: Tensor, keys: Tensor, mask: Tensor, user_of: Tensor) -> Tensor:
+        """The attention weight of every (candidate, behaviour): [C,T], 0 at padding (the explainer's view; the
+        forward never materialises it for one user)."""
+        w_q, w_k, w_d, w_p = self._split_first()
+        q_part = query @ (w_q + w_d).T + self.first.bias  # [C,h]
+        keys_c, mask_c = per_candidate(keys, user_of), per_candidate(mask, user_of)  # [C,T,d], [C,T]
+        hidden = torch.sigmoid(q_part[:, None, :] + keys_c @ (w_k - w_d).T + (query[:, None, :] * keys_c) @ w_p.T)
+        scores = self.rest(hidden).squeeze(-1)  # [C,T]
+        return masked_softmax(scores, mask_c) if self.norm == "softmax" else scores * mask_c.to(scores.dtype)
+
     def _attend(self, query: Tensor, keys: Tensor, mask: Tensor, user_of: Tensor) -> Tensor:
         """Several users (training): keys gathered per candidate."""
         w_q, w_k, w_d, w_p = self._split_first()
@@ -139,23 +149,28 @@ class TargetAttention(nn.Module):
 
 
 class MultiHeadTargetAttention(nn.Module):
-    """SIM's Exact Search Unit: head_i = softmax_j((W_bi z_j) · (W_ai e_a) / √a) over the unmasked j, pooled
-    Σ_j w_ij z_j; the heads are concatenated -> [C, heads · z_dim]. The 1/√a scale is ours (the paper gives none);
-    it keeps the initial logits of larger head sizes in the softmax's useful range.
+    """SIM's Exact Search Unit: head_i = softmax_j((W_bi z_j) · (W_ai e_a) / √a + w_i · x_j) over the unmasked j,
+    pooled Σ_j w_ij [z_j ⊕ x_j]; the heads are concatenated -> [C, heads · (dz + E)]. The 1/√a scale is ours (the
+    paper gives none); it keeps the initial logits of larger head sizes in the softmax's useful range. x_j [C,K,E]
+    are per-candidate extras of a slot (which search found it, whether it is the target item, its relevance): each
+    head learns a bias from them (w_i) and pools them beside z.
 
     Computed as z_j · (W_bi^T W_ai e_a): the projection is applied once per candidate and head instead of once per
     retrieved behaviour (the same function and parameters, K times fewer multiplications for W_b), and W_ai^T W_bi
     is folded into one [da, heads·dz] matrix, so the candidate side is one matmul. The z of several candidates may
     be shared: ``rows`` [C] picks each candidate's row of z (hard search: one row per retrieved list)."""
 
-    def __init__(self, query_dim: int, z_dim: int, heads: int, head_dim: int) -> None:
+    def __init__(self, query_dim: int, z_dim: int, heads: int, head_dim: int, extra_dim: int = 0) -> None:
         super().__init__()
-        self.heads, self.head_dim, self.z_dim = heads, head_dim, z_dim
+        self.heads, self.head_dim, self.z_dim, self.extra_dim = heads, head_dim, z_dim, extra_dim
         self.w_a = nn.Linear(query_dim, heads * head_dim, bias=False)
         self.w_b = nn.Linear(z_dim, heads * head_dim, bias=False)
+        self.w_x = nn.Linear(extra_dim, heads, bias=False) if extra_dim else None
 
-    def forward(self, query: Tensor, z: Tensor, mask: Tensor, rows: Tensor | None = None) -> Tensor:
-        """query [C,da], z [G,K,dz] (G = C when ``rows`` is None), mask [C,K], rows [C] -> [C, heads·dz]."""
+    def weights(
+        self, query: Tensor, z: Tensor, mask: Tensor, rows: Tensor | None = None, extra: Tensor | None = None
+    ) -> Tensor:
+        """The attention weights [C,H,K] (0 at padding) of ``forward``'s arguments."""
         c, h, a = query.shape[0], self.heads, self.head_dim
         w_a = self.w_a.weight.view(h, a, -1)  # [H,a,da]
         w_b = self.w_b.weight.view(h, a, self.z_dim)  # [H,a,dz]
@@ -163,9 +178,25 @@ class MultiHeadTargetAttention(nn.Module):
         qz = (query @ qmap).view(c, h, self.z_dim) / math.sqrt(a)  # [C,H,dz]
         z_c = z if rows is None else z.index_select(0, rows)  # [C,K,dz]
         scores = torch.bmm(qz, z_c.transpose(1, 2))  # [C,H,dz] @ [C,dz,K] -> [C,H,K]
-        weights = masked_softmax(scores, mask[:, None, :])  # [C,H,K]
+        if self.w_x is not None:
+            if extra is None:
+                raise ValueError(f"this ESU takes {self.extra_dim} extras per slot; none were given")
+            scores = scores + self.w_x(extra).transpose(1, 2)  # + [C,K,H] -> [C,H,K]
+        return masked_softmax(scores, mask[:, None, :])  # [C,H,K]
+
+    def forward(
+        self, query: Tensor, z: Tensor, mask: Tensor, rows: Tensor | None = None, extra: Tensor | None = None
+    ) -> Tensor:
+        """query [C,da], z [G,K,dz] (G = C when ``rows`` is None), mask [C,K], rows [C], extra [C,K,E]
+        -> [C, heads·(dz+E)]."""
+        c, h = query.shape[0], self.heads
+        z_c = z if rows is None else z.index_select(0, rows)  # [C,K,dz]
+        weights = self.weights(query, z, mask, rows, extra)  # [C,H,K]
         pooled = torch.bmm(weights, z_c)  # [C,H,K] @ [C,K,dz] -> [C,H,dz]
-        return pooled.reshape(c, h * self.z_dim)
+        if self.w_x is not None:
+            assert extra is not None
+            pooled = torch.cat([pooled, torch.bmm(weights, extra)], dim=-1)  # [C,H,dz+E]
+        return pooled.reshape(c, h * (self.z_dim + self.extra_dim))
 
 
 class TimeBuckets(nn.Module):

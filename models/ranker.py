@@ -1,21 +1,22 @@
 """RankerModel: one CTR model, several named sub-architectures, every variant of DESIGN.md §4.
 
-Reading order (top to bottom): EmbeddingArch → ShortArch → LongArch → FullArch → CoActionArch → GSUArch →
-OverArch → RankerModel. Shapes: C candidate rows, U users, S short length, K retrieved per candidate, L full
-length, d = item_dim + category_dim (one behaviour or candidate), t = time_dim.
+Reading order (top to bottom): EmbeddingArch → ShortArch → LongArch → FullArch → CoActionArch → StatsArch →
+OverArch → RankerModel → score. Shapes: C candidate rows, U users, S short length, K retrieved per candidate, L
+full length, d = item_dim + category_dim (one behaviour or candidate), t = time_dim, E = per-slot extras (the
+search tag one-hot, and the relevance with item tables), F = statistics.
 
-    candidate ─┬──────────────────────────────────────────────────────────────┐
-    short  [U,S] ── ShortArch (DIN target attention, or mean for dnn) ────────┤
-    long   [C,K] ── LongArch (SIM ESU over GSU top-K ⊕ time buckets) ─────────┼─► OverArch MLP 200→80→1 ─► logit
-    full   [U,L] ── FullArch (din_long: target attention over everything) ────┤
-    short items ── CoActionArch (CAN micro-MLPs induced by the candidate) ────┘
-    GSUArch (sim_soft): its own item embeddings, W_a / W_b, auxiliary CTR head ─► aux logit (α·L_GSU)
+    candidate ─┬──────────────────────────────────────────────────────────────────┐
+    short  [U,S] ── ShortArch (DIN target attention, or mean for dnn) ────────────┤
+    long   [C,K] ── LongArch (SIM ESU over GSU top-K ⊕ time, tags, relevance) ────┤
+    full   [U,L] ── FullArch (din_long: target attention over everything) ────────┼─► OverArch 200→80→1 ─► logit
+    short items ── CoActionArch (CAN micro-MLPs induced by the candidate) ────────┤
+    stats  [C,F] ── StatsArch (target-aware history statistics, standardised) ────┘
 
 User-side work (short keys, CAN feed powers, the k-part of DIN's attention) is computed once per user and
 broadcast over that user's candidates (a view when U == 1); the long branch's behaviour ⊕ time embeddings are
-computed once per distinct GSU row and read through ``long_of`` (hard search: one row per category). The model
-never trains itself: models/train.py owns the optimiser and the losses (logits with BCE, plus α·BCE on
-``aux_logits`` when present).
+computed once per distinct GSU row and read through ``long_of`` (hard search: one row per category), and only the
+small per-candidate extras (tag, relevance) are per candidate. The model never trains itself: models/train.py owns
+the optimiser and the loss.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from models.config import ModelConfig
-from models.features import Batch
+from models.features import NO_LOOKUPS, Batch, Lookups, RetrievedLike, Searcher, build_batch
 from models.layers import (
     MLP,
     CoActionUnit,
@@ -38,11 +39,11 @@ from models.layers import (
     distinct_rows,
     per_candidate,
 )
+from retrieval.gsu_kinds import N_TAGS
 
 
 class RankerOutput(NamedTuple):
     logits: Tensor  # [C] click logit
-    aux_logits: Tensor | None  # [C] GSU auxiliary CTR logit (soft search only), else None
 
 
 class CandidateFree(NamedTuple):
@@ -51,21 +52,22 @@ class CandidateFree(NamedTuple):
     short_seq: Tensor  # [U,S,d] short-term behaviour embeddings
     long_z: Tensor | None  # [G,K,d+t] behaviour ⊕ time of each distinct GSU result row (SIM)
     long_of: Tensor | None  # [C] the row of long_z of each candidate; None: row c is candidate c (G = C)
+    long_extra: Tensor | None  # [C,K,E] per-candidate extras of the retrieved slots (tag one-hot, relevance)
     full_seq: Tensor | None  # [U,L,d] the whole sequence (din_long)
     coaction: Tensor | None  # [C, can_out] CAN's output (induced by the candidate's ids)
+    stats: Tensor | None  # [C,F] standardised history statistics
 
     def take(self, rows: Tensor) -> CandidateFree:
         """The per-candidate parts restricted to candidate ``rows`` (user-side parts and long_z shared)."""
         long_of = None
         if self.long_z is not None:
             long_of = rows if self.long_of is None else self.long_of.index_select(0, rows)
-        return CandidateFree(
-            self.short_seq,
-            self.long_z,
-            long_of,
-            self.full_seq,
-            None if self.coaction is None else self.coaction.index_select(0, rows),
-        )
+
+        def pick(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.index_select(0, rows)
+
+        return CandidateFree(self.short_seq, self.long_z, long_of, pick(self.long_extra), self.full_seq,
+                             pick(self.coaction), pick(self.stats))  # fmt: skip
 
 
 class EmbeddingArch(nn.Module):
@@ -84,6 +86,17 @@ class EmbeddingArch(nn.Module):
                 nn.init.normal_(table.weight, std=0.1)
                 with torch.no_grad():
                     table.weight[0].zero_()
+
+    @torch.no_grad()
+    def init_items(self, vectors: npt.NDArray[np.float32], std: float = 0.1) -> None:
+        """Start the item table from item vectors [rows, v] (the item tables' co-occurrence vectors): their first
+        item_dim dimensions, scaled to ``std``; rows without a vector keep their random start."""
+        width = min(vectors.shape[1], self.item.embedding_dim)
+        v = torch.from_numpy(np.ascontiguousarray(vectors[:, :width], dtype=np.float32))
+        real = v.abs().sum(1) > 0
+        scale = std / max(float(v[real].std()), 1e-6) if bool(real.any()) else 0.0
+        self.item.weight[real, :width] = v[real] * scale
+        self.item.weight[0].zero_()
 
     def candidate(self, item: Tensor, cat: Tensor) -> Tensor:  # [C], [C] -> [C,d]
         return torch.cat([self.item(item), self.category(cat)], dim=-1)
@@ -114,8 +127,9 @@ class ShortArch(nn.Module):
 
 
 class LongArch(nn.Module):
-    """SIM's ESU over the GSU's top-K behaviours of each candidate: z_j = e_j ⊕ time(now − ts_j) [·,K,d+t],
-    multi-head target attention with the candidate -> [C, heads·(d+t)].
+    """SIM's ESU over the GSU's top-K behaviours of each candidate: z_j = e_j ⊕ time(now − ts_j) [·,K,d+t], plus
+    per-candidate extras x_j [C,K,E] (which search found the slot and whether it is the target item, one-hot; with
+    item tables the relevance); multi-head target attention with the candidate -> [C, heads·(d+t+E)].
 
     z does not depend on the candidate, only on the retrieved row, and with hard search every candidate of a
     category retrieves the same row (500 candidates of a request: ~20 distinct rows). ``memory`` therefore embeds
@@ -126,7 +140,8 @@ class LongArch(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.time = TimeBuckets(cfg.time_buckets, cfg.time_dim)
-        self.esu = MultiHeadTargetAttention(cfg.behavior_dim, cfg.behavior_dim + cfg.time_dim, cfg.heads, cfg.head_dim)
+        self.n_tags = N_TAGS
+        self.esu = MultiHeadTargetAttention(cfg.behavior_dim, cfg.z_dim, cfg.heads, cfg.head_dim, cfg.long_extras)
         self.out_dim = cfg.long_dim
 
     def memory(
@@ -142,9 +157,14 @@ class LongArch(nn.Module):
         z = torch.cat([emb.behaviors(item, cat, action), self.time(dt)], dim=-1)  # [G,K,d+t]
         return z, long_of
 
-    def forward(self, cand: Tensor, z: Tensor, long_of: Tensor | None, mask: Tensor) -> Tensor:
-        """cand [C,d], z [G,K,d+t], long_of [C] (None: G = C), mask [C,K] -> [C, heads·(d+t)]."""
-        out: Tensor = self.esu(cand, z, mask, long_of)
+    def extras(self, tag: Tensor, rel: Tensor | None) -> Tensor:
+        """tag [C,K] int64, rel [C,K] float or None -> x [C,K,E]: the tag one-hot (padding: all zero) ⊕ rel."""
+        onehot = torch.nn.functional.one_hot(tag, self.n_tags)[..., 1:].to(torch.float32)  # [C,K,E_tag]
+        return onehot if rel is None else torch.cat([onehot, rel[..., None]], dim=-1)
+
+    def forward(self, cand: Tensor, z: Tensor, long_of: Tensor | None, extra: Tensor, mask: Tensor) -> Tensor:
+        """cand [C,d], z [G,K,d+t], long_of [C] (None: G = C), extra [C,K,E], mask [C,K] -> [C, heads·(d+t+E)]."""
+        out: Tensor = self.esu(cand, z, mask, long_of, extra)
         return out
 
 
@@ -198,55 +218,36 @@ class CoActionArch(nn.Module):
         return pooled.index_select(0, inverse)
 
 
-class GSUArch(nn.Module):
-    """SIM soft search. Its own item ⊕ category embeddings e (separate from the short-term ones: sharing them was
-    found to mislead) and projections: relevance r_i = (W_b e_i) · (W_a e_a). Trained only by the auxiliary CTR task
-    aux = MLP([Σ_i r_i e_i ⊕ e_a]) over the long behaviours of the batch (masked sum); the main logit does not
-    depend on it (top-K is a discrete choice), so the main loss gives it no gradient."""
+class StatsArch(nn.Module):
+    """Target-aware history statistics [C,F] (retrieval.history_stats), standardised with the training split's mean
+    and standard deviation (buffers saved with the weights; ``fit`` sets them before training) and clipped to
+    ±CLIP standard deviations. A statistic that never varied in training (MovieLens: the target item is never in
+    its own history) is zeroed: the network never learnt what its other values mean, so serving must not feed
+    them (an unclipped, unmasked such value once gave pCTR 1.0 to every movie the user had already rated)."""
+
+    CLIP = 8.0
+    mean: Tensor
+    scale: Tensor
+    keep: Tensor
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(cfg.item_buckets, cfg.gsu_dim, padding_idx=0)
-        # e = item ⊕ category (summed). An item id is seen a handful of times (new items keep arriving), so with
-        # item-only vectors the aux task memorises ids and the search stays ~random (synthetic: 4% of its picks in
-        # the candidate's category, test AUC 0.48, below din). The category part carries relevance across items;
-        # the item part starts small so that it refines, not drowns, the category similarity.
-        self.category = nn.Embedding(cfg.category_buckets, cfg.gsu_dim, padding_idx=0)
-        for table, std in ((self.embedding, 0.03), (self.category, 0.1)):
-            nn.init.normal_(table.weight, std=std)
-            with torch.no_grad():
-                table.weight[0].zero_()
-        self.w_a = nn.Linear(cfg.gsu_dim, cfg.gsu_proj_dim, bias=False)
-        self.w_b = nn.Linear(cfg.gsu_dim, cfg.gsu_proj_dim, bias=False)
-        # W_b = W_a at init: r = e_i·WᵀW·e_a then starts out favouring behaviours like the candidate (same category),
-        # a useful search from the first index on; with independent W's r starts as noise and the aux task on
-        # the hard-search rows (all of the candidate's category) gives no signal to learn category matching.
-        with torch.no_grad():
-            self.w_b.weight.copy_(self.w_a.weight)
-        self.aux = MLP(2 * cfg.gsu_dim, cfg.gsu_hidden, out_dim=1)
-
-    def forward(self, cand_item: Tensor, cand_cat: Tensor, seq_item: Tensor, seq_cat: Tensor, mask: Tensor) -> Tensor:
-        """cand_item, cand_cat [C], seq_item, seq_cat [C,K], mask [C,K] -> aux logit [C]."""
-        e_a = self.embedding(cand_item) + self.category(cand_cat)  # [C,g]
-        e = self.embedding(seq_item) + self.category(seq_cat)  # [C,K,g]
-        r = (self.w_b(e) * self.w_a(e_a)[:, None, :]).sum(-1) * mask.to(e.dtype)  # [C,K]
-        pooled = (r[..., None] * e).sum(1)  # [C,g]
-        out: Tensor = self.aux(torch.cat([pooled, e_a], dim=-1)).squeeze(-1)
-        return out
+        self.register_buffer("mean", torch.zeros(cfg.n_stats))
+        self.register_buffer("scale", torch.ones(cfg.n_stats))
+        self.register_buffer("keep", torch.ones(cfg.n_stats))
+        self.out_dim = cfg.n_stats
 
     @torch.no_grad()
-    def tables(
-        self, category_of_bucket: npt.NDArray[np.int64] | None = None
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """(keys = W_b e, queries = W_a e) for every item bucket, float32 [item_buckets, gsu_proj_dim]; e adds the
-        category embedding of ``category_of_bucket[b]`` (a category bucket per item bucket, 0 = unknown)."""
-        weight = self.embedding.weight
-        if category_of_bucket is not None:
-            cats = torch.from_numpy(np.asarray(category_of_bucket, dtype=np.int64))
-            weight = weight + self.category(cats)
-        keys = self.w_b(weight).float().numpy().astype(np.float32)
-        queries = self.w_a(weight).float().numpy().astype(np.float32)
-        return keys, queries
+    def fit(self, stats: Tensor) -> None:
+        """stats [N,F] of the training samples -> the standardisation."""
+        std = stats.std(0)
+        self.mean.copy_(stats.mean(0))
+        self.scale.copy_(std.clamp(min=1e-3))
+        self.keep.copy_((std > 1e-6).to(self.keep.dtype))
+
+    def forward(self, stats: Tensor) -> Tensor:  # [C,F] -> [C,F]
+        out: Tensor = ((stats - self.mean) / self.scale).clamp(-self.CLIP, self.CLIP) * self.keep
+        return out
 
 
 class OverArch(nn.Module):
@@ -272,37 +273,36 @@ class RankerModel(nn.Module):
         self.long = LongArch(config) if config.gsu != "none" else None
         self.full = FullArch(config) if config.full_attention else None
         self.coaction = CoActionArch(config) if config.coaction else None
-        self.gsu = GSUArch(config) if config.gsu == "soft" else None
+        self.stats = StatsArch(config) if config.stats else None
         width = config.behavior_dim + self.short.out_dim
-        width += sum(arch.out_dim for arch in (self.long, self.full, self.coaction) if arch is not None)
+        width += sum(arch.out_dim for arch in (self.long, self.full, self.coaction, self.stats) if arch is not None)
         self.over = OverArch(width, config)
 
     def forward(self, batch: Batch) -> RankerOutput:
         cand = self.embedding.candidate(batch.cand_item, batch.cand_cat)  # [C,d]
-        logits = self.over(self.over_input(batch, cand))  # [C]
-        aux = None
-        if self.gsu is not None:
-            item, cat, mask = _need(batch, "long_item", "long_cat", "long_mask")
-            aux = self.gsu(batch.cand_item, batch.cand_cat, item, cat, mask)  # [C]
-        return RankerOutput(logits, aux)
+        return RankerOutput(self.over(self.over_input(batch, cand)))  # [C]
 
     def context(self, batch: Batch) -> CandidateFree:
         """Everything of the OverArch's input that does not depend on the candidate embedding: the behaviour
         embeddings of each branch and CAN's co-action output (induced by the candidate's ids, not by h)."""
         emb = self.embedding
         short_seq = emb.behaviors(batch.short_item, batch.short_cat, batch.short_action)  # [U,S,d]
-        long_z = long_of = full_seq = coaction = None
+        long_z = long_of = long_extra = full_seq = coaction = stats = None
         if self.long is not None:
-            item, cat, action, dt = _need(batch, "long_item", "long_cat", "long_action", "long_dt")
+            item, cat, action, dt, tag = _need(batch, "long_item", "long_cat", "long_action", "long_dt", "long_tag")
             share = batch.n_candidates > batch.n_users  # several candidates per user: rows may repeat
             long_z, long_of = self.long.memory(emb, item, cat, action, dt, share)  # [G,K,d+t], [C] or None
+            rel = _need(batch, "long_rel")[0] if self.config.vocabulary else None
+            long_extra = self.long.extras(tag, rel)  # [C,K,E]
         if self.full is not None:
             item, cat, action = _need(batch, "full_item", "full_cat", "full_action")
             full_seq = emb.behaviors(item, cat, action)  # [U,L,d]
         if self.coaction is not None:
             feed = emb.item(batch.short_item)  # [U,S,item_dim]
             coaction = self.coaction(batch.cand_item, batch.cand_cat, feed, batch.short_mask, batch.user_of)
-        return CandidateFree(short_seq, long_z, long_of, full_seq, coaction)
+        if self.stats is not None:
+            stats = self.stats(_need(batch, "cand_stats")[0])  # [C,F]
+        return CandidateFree(short_seq, long_z, long_of, long_extra, full_seq, coaction, stats)
 
     def over_input(self, batch: Batch, cand: Tensor, ctx: CandidateFree | None = None) -> Tensor:
         """The OverArch's input [C, in] for candidate embeddings ``cand`` [C,d] (normally
@@ -314,24 +314,40 @@ class RankerModel(nn.Module):
         parts = [cand, self.short(cand, ctx.short_seq, batch.short_mask, batch.user_of)]  # [C,d] each
         if self.long is not None:
             (mask,) = _need(batch, "long_mask")
-            assert ctx.long_z is not None
-            parts.append(self.long(cand, ctx.long_z, ctx.long_of, mask))  # [C, heads·(d+t)]
+            assert ctx.long_z is not None and ctx.long_extra is not None
+            parts.append(self.long(cand, ctx.long_z, ctx.long_of, ctx.long_extra, mask))  # [C, heads·(d+t+E)]
         if self.full is not None:
             (mask,) = _need(batch, "full_mask")
             assert ctx.full_seq is not None
             parts.append(self.full(cand, ctx.full_seq, mask, batch.user_of))  # [C,d]
         if ctx.coaction is not None:
             parts.append(ctx.coaction)  # [C, can_out]
+        if ctx.stats is not None:
+            parts.append(ctx.stats)  # [C,F]
         return torch.cat(parts, dim=-1)  # [C, in]
 
-    def gsu_tables(
-        self, category_of_bucket: npt.NDArray[np.int64] | None = None
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """Soft search's (keys, queries) float32 [item_buckets, gsu_proj_dim], to build retrieval's ItemIndex;
-        ``category_of_bucket`` [item_buckets]: each item bucket's category bucket (GSUArch.tables)."""
-        if self.gsu is None:
-            raise ValueError(f"variant {self.config.variant!r} (gsu={self.config.gsu!r}) has no soft-search tables")
-        return self.gsu.tables(category_of_bucket)
+
+class Attention(NamedTuple):
+    """Where the model looked, for the explainer (``RankerModel.attention``)."""
+
+    short: Tensor | None  # [C,S] DIN weight of each short-term behaviour (None for dnn's mean)
+    long: Tensor | None  # [C,H,K] ESU weight of each retrieved behaviour, per head (None without a GSU)
+
+
+def attention(model: RankerModel, batch: Batch) -> Attention:
+    """The attention weights of ``model``'s forward on ``batch`` (computed again, outside the fast paths)."""
+    with torch.inference_mode():
+        cand = model.embedding.candidate(batch.cand_item, batch.cand_cat)  # [C,d]
+        ctx = model.context(batch)
+        short = None
+        if model.short.attention is not None:
+            short = model.short.attention.weights(cand, ctx.short_seq, batch.short_mask, batch.user_of)  # [C,S]
+        long = None
+        if model.long is not None:
+            (mask,) = _need(batch, "long_mask")
+            assert ctx.long_z is not None
+            long = model.long.esu.weights(cand, ctx.long_z, mask, ctx.long_of, ctx.long_extra)  # [C,H,K]
+    return Attention(short, long)
 
 
 def _need(batch: Batch, *names: str) -> list[Tensor]:
@@ -341,4 +357,30 @@ def _need(batch: Batch, *names: str) -> list[Tensor]:
         if value is None:
             raise ValueError(f"batch.{name} is missing: build the batch with the same ModelConfig as the model")
         out.append(value)
+    return out
+
+
+def score(
+    model: RankerModel,
+    history: npt.NDArray[np.void],
+    cand_items: npt.ArrayLike,
+    cand_cats: npt.ArrayLike,
+    now: int,
+    gsu: Searcher | None = None,
+    *,
+    lookups: Lookups = NO_LOOKUPS,
+    retrieved: RetrievedLike | None = None,
+) -> npt.NDArray[np.float32]:
+    """pCTR [C] of one user's candidates: build_batch with U = 1 (models.features: the features training sees),
+    forward under inference_mode, sigmoid.
+
+    The model is used as it is (artifacts.load returns it in eval mode); this never switches modes, so concurrent
+    callers can share one model.
+    """
+    items = np.asarray(cand_items, dtype=np.int64).reshape(-1)
+    batch = build_batch([history], np.zeros(len(items), dtype=np.int64), items, cand_cats, now, model.config, gsu,
+                        retrieved=None if retrieved is None else [retrieved], lookups=lookups)  # fmt: skip
+    with torch.inference_mode():
+        logits = model(batch).logits
+    out: npt.NDArray[np.float32] = torch.sigmoid(logits).numpy().astype(np.float32, copy=False)
     return out

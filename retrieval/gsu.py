@@ -11,7 +11,8 @@ Three searches, one result type (``Retrieved``: [C, K] arrays, most relevant fir
   ``nprobe`` clusters of largest query · centroid (``ItemIndex.probe``), and batched Faiss searches over all C
   candidates score only the distinct items of those clusters and keep the best items; those expand into behaviours
   (an item seen n times is n behaviours, most recent first) until K slots are filled. Work is per distinct item:
-  a 54k history of a few favourite categories holds ~6k distinct items.
+  a 54k history of a few favourite categories holds ~6k distinct items. A history of at most ``exact_below``
+  distinct items is scored exactly instead (one product; building the per-request IVF would cost more).
 - ``ExactSearch``: brute force over every behaviour's key vector (Faiss ``knn``, inner product): the recall
   reference and the cost the soft search avoids.
 
@@ -42,6 +43,7 @@ F32 = npt.NDArray[np.float32]
 DEFAULT_K = 64
 DEFAULT_NPROBE = 32
 DEFAULT_FIRST_K = 16  # distinct items asked of Faiss in the first pass of the soft search
+DEFAULT_EXACT_BELOW = 1024  # soft search scores every distinct item exactly when a history has at most this many
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Retrieved:
     ts: I64
     action: I64
     mask: npt.NDArray[np.bool_]  # [C, K] True where a behaviour is present
+    kind: I64 | None = None  # [C, K] retrieval.gsu_kinds.KIND_* of each slot (None: the searcher's one kind)
 
     @property
     def k(self) -> int:
@@ -279,7 +282,8 @@ class SoftSearch:
     behaviours. ``nprobe`` clusters per candidate; ``nprobe = n_clusters`` is exact."""
 
     def __init__(
-        self, index: ItemIndex, k: int = DEFAULT_K, nprobe: int = DEFAULT_NPROBE, *, first_k: int = DEFAULT_FIRST_K
+        self, index: ItemIndex, k: int = DEFAULT_K, nprobe: int = DEFAULT_NPROBE, *, first_k: int = DEFAULT_FIRST_K,
+        exact_below: int = DEFAULT_EXACT_BELOW,
     ) -> None:
         if not 1 <= nprobe <= index.n_clusters:
             raise ValueError(f"nprobe={nprobe} must be in [1, n_clusters = {index.n_clusters}]")
@@ -289,6 +293,7 @@ class SoftSearch:
         self.k = _check_k(k)
         self.nprobe = nprobe
         self.first_k = first_k
+        self.exact_below = exact_below
 
     def search(
         self, history: Behaviors, cand_items: npt.ArrayLike, cand_cats: npt.ArrayLike | None = None
@@ -302,6 +307,9 @@ class SoftSearch:
         # 1. Behaviours grouped by item bucket (a bucket is one vector, hence one score), positions oldest first.
         groups = _group(idx.buckets(history["item_id"]), idx.n_buckets)
         n_distinct = len(groups.keys)
+        queries = idx.query_vectors(items)
+        if n_distinct <= self.exact_below:  # few distinct items: scoring them all is cheaper than building an IVF
+            return gather(history, _expand(groups, *_exact_top(queries, idx.keys[groups.keys], k), k))
         # 2. The distinct buckets into a per-request IVF whose lists are the ItemIndex's clusters.
         ivf = faiss.IndexIVFFlat(idx.quantizer, idx.dim, idx.n_clusters, faiss.METRIC_INNER_PRODUCT)
         vectors = np.ascontiguousarray(idx.keys[groups.keys])
@@ -310,7 +318,6 @@ class SoftSearch:
         ivf.add_core(n_distinct, faiss.swig_ptr(vectors), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
         ivf.nprobe = self.nprobe
         # 3. The candidates' nprobe nearest clusters (query · centroid), once for both passes below.
-        queries = idx.query_vectors(items)
         probes = idx.probe(queries, self.nprobe)
         # 4. Top distinct items among the probed clusters. Repeats usually fill K slots from a few items, and
         # Faiss's cost grows with the size of its result heap: ask for ``first_k`` items, then again for K items
@@ -329,6 +336,21 @@ class SoftSearch:
                 scores, top = wide_scores, wide_top
         # 5. Items -> behaviours, most recent first, until K slots are filled.
         return gather(history, _expand(groups, scores, top, k))
+
+
+def _exact_top(queries: F32, keys: F32, k: int) -> tuple[F32, I64]:
+    """[C, min(k, n)] the best of ``n`` keys for every query, by score rounded to 2^-20 and then the lower key index:
+    a total order, so a candidate's result is the same whatever other candidates share the call (BLAS rounds a
+    product a little differently for other batch shapes, and items without a vector all score exactly 0)."""
+    n = keys.shape[0]
+    scores = queries @ keys.T  # [C, n]
+    ranked = np.rint(scores.astype(np.float64) * 2**20).astype(np.int64) * (1 << 21) - np.arange(n)  # unique keys
+    kk = min(k, n)
+    top = np.argpartition(-ranked, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (len(scores), 1))
+    order = np.argsort(-np.take_along_axis(ranked, top, axis=1), axis=1)
+    top = np.take_along_axis(top, order, axis=1)
+    rounded = (np.take_along_axis(ranked, top, axis=1) >> 21).astype(np.float64) / 2**20
+    return rounded.astype(np.float32), top.astype(np.int64)
 
 
 def _search_preassigned(ivf: Any, queries: F32, k: int, probes: I64) -> tuple[F32, I64]:

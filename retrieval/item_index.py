@@ -1,11 +1,12 @@
 """The item side of the soft GSU: one key and one query vector per item bucket, Faiss centroids over the keys, and
 the cluster of every bucket.
 
-Items are addressed by ``bucket = retrieval.hashing.bucket(item_id, n_buckets)`` (bucket 0 is padding), the same
-hashing the ranker's embedding tables use, so an unseen item id still has vectors. The torch side trains SIM's soft
-search relevance ``r = (W_b e_i)·(W_a e_a)`` and exports ``keys = W_b E`` (behaviour side) and ``queries = W_a E``
-(candidate side) for every bucket; ``ItemIndex.build`` clusters the keys with k-means and assigns every bucket to its
-nearest centroid by inner product, which is what ``SoftSearch`` probes.
+Items are addressed by their row in the item vocabulary (retrieval.vocabulary: exact rows for known items, hashed
+overflow rows for the rest; row 0 is padding), the same rows the ranker's embedding tables use, or without a
+vocabulary by ``bucket = retrieval.hashing.bucket(item_id, n_buckets)``. The keys (behaviour side) and queries
+(candidate side) are the item tables' co-occurrence vectors (retrieval.item_graph: keys = queries, unit rows, so an
+item is its own best match); ``ItemIndex.build`` clusters the keys with k-means and assigns every row to its nearest
+centroid by inner product, which is what ``SoftSearch`` probes.
 
 On disk (``save``/``load``): four ``.npy`` files, read without pickle and checked for dtype, shape and range::
 
@@ -26,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from retrieval.hashing import bucket
+from retrieval.vocabulary import Vocabulary
 
 KEYS_FILE = "gsu_keys.npy"
 QUERIES_FILE = "gsu_queries.npy"
@@ -34,6 +36,7 @@ CLUSTER_OF_FILE = "gsu_cluster_of.npy"
 FILES = (KEYS_FILE, QUERIES_FILE, CENTROIDS_FILE, CLUSTER_OF_FILE)
 
 DEFAULT_N_CLUSTERS = 256
+MIN_POINTS_PER_CLUSTER = 39  # fewer points than 39 per centroid and Faiss warns that k-means is ill-posed
 
 
 class ItemIndexError(ValueError):
@@ -49,8 +52,12 @@ class ItemIndex:
         queries: npt.NDArray[np.float32],
         centroids: npt.NDArray[np.float32],
         cluster_of: npt.NDArray[np.int32],
+        vocab: Vocabulary | None = None,
     ) -> None:
         _check_arrays(keys, queries, centroids, cluster_of, where=lambda name: name)
+        if vocab is not None and vocab.size != keys.shape[0]:
+            raise ItemIndexError(f"the vocabulary has {vocab.size} rows; the index has {keys.shape[0]}")
+        self.vocab = vocab
         self.keys = np.ascontiguousarray(keys)
         self.queries = np.ascontiguousarray(queries)
         self.centroids = np.ascontiguousarray(centroids)
@@ -81,10 +88,13 @@ class ItemIndex:
         *,
         spherical: bool = True,
         niter: int = 20,
+        vocab: Vocabulary | None = None,
     ) -> ItemIndex:
-        """k-means over the key vectors of buckets 1.. (0 is padding), then every bucket to its nearest centroid by
-        inner product. ``spherical`` normalises the centroids after each iteration: with inner-product assignment,
-        unnormalised centroids of large norm swallow whole regions and the clusters get very uneven."""
+        """k-means over the key vectors of buckets 1.. (0 is padding; rows without a vector are left out), then every
+        bucket to its nearest centroid by inner product. Fewer clusters than asked when there are fewer than
+        MIN_POINTS_PER_CLUSTER points per cluster. ``spherical`` normalises the centroids after each iteration: with
+        inner-product assignment, unnormalised centroids of large norm swallow whole regions and the clusters get
+        very uneven."""
         keys = np.ascontiguousarray(keys, dtype=np.float32)
         if keys.ndim != 2 or keys.shape[0] < 2 or keys.shape[1] < 1:
             raise ItemIndexError(f"keys has shape {keys.shape}; must be [n_buckets >= 2, d >= 1]")
@@ -96,16 +106,20 @@ class ItemIndex:
         if not np.isfinite(keys).all() or not np.isfinite(queries).all():
             raise ItemIndexError("keys and queries must be finite (no NaN or inf)")
         d = keys.shape[1]
+        real = keys[1:][np.abs(keys[1:]).sum(axis=1) > 0]  # rows without a vector (never seen) do not shape it
+        points = real if len(real) >= n_clusters else keys[1:]
+        n_clusters = max(1, min(n_clusters, len(points) // MIN_POINTS_PER_CLUSTER))  # Faiss wants >= 39 per cluster
         kmeans = faiss.Kmeans(d, n_clusters, niter=niter, seed=seed, spherical=spherical, verbose=False)
-        kmeans.train(keys[1:])
+        kmeans.train(points)
         centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
         quantizer = faiss.IndexFlatIP(d)
         quantizer.add(centroids)
         _, nearest = quantizer.search(keys, 1)
-        return cls(keys, queries, centroids, nearest[:, 0].astype(np.int32))
+        return cls(keys, queries, centroids, nearest[:, 0].astype(np.int32), vocab)
 
     def buckets(self, item_ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
-        return bucket(item_ids, self.n_buckets)
+        """The rows of ``item_ids``: vocabulary rows, or hashed buckets without a vocabulary."""
+        return self.vocab.rows(item_ids) if self.vocab is not None else bucket(item_ids, self.n_buckets)
 
     def key_vectors(self, item_ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """[n, d] behaviour-side vectors of the items."""
@@ -145,7 +159,7 @@ class ItemIndex:
         return paths
 
     @classmethod
-    def load(cls, directory: str | Path) -> ItemIndex:
+    def load(cls, directory: str | Path, vocab: Vocabulary | None = None) -> ItemIndex:
         """Read an index written by ``save``; ItemIndexError names the file that is missing, unreadable or wrong."""
         base = Path(directory)
         arrays: list[npt.NDArray[Any]] = []
@@ -159,7 +173,7 @@ class ItemIndex:
                 raise ItemIndexError(f"{path}: unreadable .npy file ({exc})") from exc
         keys, queries, centroids, cluster_of = arrays
         _check_arrays(keys, queries, centroids, cluster_of, where=lambda name: str(base / _FILE_OF[name]))
-        return cls(keys, queries, centroids, cluster_of)
+        return cls(keys, queries, centroids, cluster_of, vocab)
 
 
 _FILE_OF = {"keys": KEYS_FILE, "queries": QUERIES_FILE, "centroids": CENTROIDS_FILE, "cluster_of": CLUSTER_OF_FILE}

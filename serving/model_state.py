@@ -12,16 +12,19 @@ import numpy as np
 
 from models.artifacts import Artifact, load
 from models.config import ModelConfig
-from models.features import score
-from retrieval.events import empty_behaviors
-from retrieval.gsu import HardSearch, SoftSearch
+from models.features import RetrievedLike, Searcher
+from models.ranker import score
+from retrieval.events import BEHAVIOR_DTYPE, empty_behaviors
+from retrieval.gsu import HardSearch
+from retrieval.gsu_hybrid import build_gsu
+from retrieval.store.sequence import history_from_sequence
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     artifact: Artifact
     path: Path
-    gsu: HardSearch | SoftSearch | None
+    gsu: Searcher | None
     loaded_at: float
 
     @property
@@ -34,8 +37,10 @@ class LoadedModel:
 
     @property
     def reads_full_history(self) -> bool:
-        """Soft search scores every behaviour; hard search needs only the candidates' category lists."""
-        return self.config.gsu == "soft" or self.config.full_attention
+        """Statistics, soft and hybrid search read every behaviour; hard search alone needs only the candidates'
+        category lists."""
+        cfg = self.config
+        return cfg.stats or cfg.gsu in ("soft", "hybrid") or cfg.full_attention
 
 
 def load_model(path: str | Path, *, nprobe: int | None = None) -> LoadedModel:
@@ -43,24 +48,41 @@ def load_model(path: str | Path, *, nprobe: int | None = None) -> LoadedModel:
     that cannot score is refused here rather than at the first request. Raises ArtifactError or ValueError."""
     artifact = load(path)
     cfg = artifact.config
-    gsu: HardSearch | SoftSearch | None = None
-    if cfg.gsu == "hard":
-        gsu = HardSearch(cfg.long_k)
-    elif cfg.gsu == "soft":
-        if artifact.item_index is None:
-            raise ValueError(f"{path}: soft-search model without an item index")
-        gsu = SoftSearch(artifact.item_index, cfg.long_k, nprobe or min(cfg.nprobe, artifact.item_index.n_clusters))
+    if cfg.gsu in ("soft", "hybrid") and artifact.item_index is None:
+        raise ValueError(f"{path}: {cfg.gsu}-search model without an item index")
+    gsu = build_gsu(cfg.gsu, cfg.long_k, artifact.item_index, nprobe or cfg.nprobe, cfg.item_hits)
     loaded = LoadedModel(artifact, Path(path), gsu, time.time())
     warm_up(loaded)
     return loaded
 
 
-def warm_up(model: LoadedModel, candidates: int = 64) -> None:
-    """A test forward on an empty and a small history; raises if the scores are not finite probabilities."""
+def warm_up(model: LoadedModel, candidates: int = 64, behaviours: int = 2000) -> None:
+    """Test forwards on the path a request takes — an empty history (a new user) and a non-empty one read the way
+    the pipeline reads it (recent + the candidates' category lists for hard search, the full sequence for soft
+    search), through the GSU — so that a reload's first real search path does not run on a live request; raises if
+    the scores are not finite probabilities."""
     rng = np.random.default_rng(0)
-    history = empty_behaviors()
-    items = rng.integers(0, 10_000, candidates)
+    now = int(time.time())
+    tables = model.artifact.lookups.items
+    known = tables.vocab.known if tables is not None and tables.vocab.n_known else np.arange(10_000)
+    items = rng.choice(known, candidates)  # items the model knows (and their look-alikes), as real traffic has
     cats = rng.integers(0, 100, candidates)
-    pctr = score(model.artifact.model, history, items, cats, int(time.time()), model.config, model.gsu)
-    if pctr.shape != (candidates,) or not np.all(np.isfinite(pctr)) or pctr.min() < 0 or pctr.max() > 1:
-        raise ValueError(f"{model.path}: test forward gave invalid scores (shape {pctr.shape})")
+    seq = np.zeros(behaviours, dtype=BEHAVIOR_DTYPE)
+    seq["ts"] = np.sort(rng.integers(now - 365 * 86_400, now - 60, behaviours))
+    seq["item_id"] = rng.choice(np.concatenate([known, items]), behaviours)
+    seq["category_id"] = rng.choice(cats, behaviours)
+    seq["action"] = rng.integers(0, 4, behaviours)
+    cfg = model.config
+    for history in (empty_behaviors(), seq):
+        read = history_from_sequence(history, recent=cfg.short_len, categories=np.unique(cats).tolist(),
+                                     per_category=cfg.long_k, full=True)  # fmt: skip
+        seen = read.full if model.reads_full_history else read.recent
+        retrieved: RetrievedLike | None = None
+        if isinstance(model.gsu, HardSearch):
+            retrieved = model.gsu.search_lists(read.by_category, items, cats)
+        elif model.gsu is not None:
+            retrieved = model.gsu.search(history, items, cats)
+        pctr = score(model.artifact.model, seen if seen is not None else history, items, cats, now, model.gsu,
+                     lookups=model.artifact.lookups, retrieved=retrieved)  # fmt: skip
+        if pctr.shape != (candidates,) or not np.all(np.isfinite(pctr)) or pctr.min() < 0 or pctr.max() > 1:
+            raise ValueError(f"{model.path}: test forward gave invalid scores (shape {pctr.shape})")

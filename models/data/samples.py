@@ -28,7 +28,7 @@ with ``ts`` strictly before the sample's ``ts``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,9 @@ class Split:
     ts: npt.NDArray[np.int64]
     label: npt.NDArray[np.uint8]
     p_true: npt.NDArray[np.float32] | None = None  # synthetic only: the ground-truth click probability
+    p_clean: npt.NDArray[np.float32] | None = None  # item-interest synthetic: the noise-free truth (the ceiling)
+    self_action: npt.NDArray[np.int64] | None = None  # the action of the target's own event where it is counted
+    # among the behaviours visible to training (MovieLens train samples), else -1: leave-one-out of global counts
 
     def __len__(self) -> int:
         return len(self.label)
@@ -70,6 +73,8 @@ class Split:
             ts=self.ts[rows],
             label=self.label[rows],
             p_true=None if self.p_true is None else self.p_true[rows],
+            p_clean=None if self.p_clean is None else self.p_clean[rows],
+            self_action=None if self.self_action is None else self.self_action[rows],
         )
 
 
@@ -90,6 +95,15 @@ class Samples:
             raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
         result: Split = getattr(self, name)
         return result
+
+    def visible_histories(self) -> list[Behaviors]:
+        """Each user's behaviours that training may count: the prefix up to the end of the user's last training
+        sample's history, including that sample's own event when it is a behaviour (MovieLens: the ratings of the
+        train part; synthetic: the whole history). What item tables are fitted on (never validation or test)."""
+        end = np.zeros(len(self.histories), dtype=np.int64)
+        own = self.train.self_action if self.train.self_action is not None else np.full(len(self.train), -1)
+        np.maximum.at(end, self.train.user.astype(np.int64), self.train.hist_len + (own >= 0))
+        return [h[: int(e)] for h, e in zip(self.histories, end.tolist(), strict=True)]
 
     def describe(self) -> dict[str, Any]:
         """Sizes for reports: users, samples per split, positive rate, history length statistics."""
@@ -184,7 +198,9 @@ def ml100k_samples(behaviors: pd.DataFrame, meta: dict[str, Any] | None = None) 
             label=labels[rows],
         )
 
-    return Samples("ml100k", user_ids, histories, make(0), make(1), make(2), dict(meta or {}))
+    train = make(0)
+    train = replace(train, self_action=_self_actions(histories, train))  # counted in the visible behaviours
+    return Samples("ml100k", user_ids, histories, train, make(1), make(2), dict(meta or {}))
 
 
 def synthetic_samples(
@@ -223,9 +239,21 @@ def synthetic_samples(
             ts=ts_all[rows],
             label=samples["label"].to_numpy(np.uint8)[rows],
             p_true=samples["p_true"].to_numpy(np.float32)[rows] if "p_true" in samples.columns else None,
+            p_clean=samples["p_clean"].to_numpy(np.float32)[rows] if "p_clean" in samples.columns else None,
         )
 
     return Samples("synthetic", user_ids, histories, make("train"), make("valid"), make("test"), dict(meta or {}))
+
+
+def _self_actions(histories: list[Behaviors], split: Split) -> npt.NDArray[np.int64]:
+    """Per sample, the action of the behaviour at position hist_len when that behaviour is the sample's own event
+    (same item and time), else -1."""
+    out = np.full(len(split), -1, dtype=np.int64)
+    for i, (u, pos) in enumerate(zip(split.user.tolist(), split.hist_len.tolist(), strict=True)):
+        history = histories[u]
+        if pos < len(history) and history["item_id"][pos] == split.item[i] and history["ts"][pos] == split.ts[i]:
+            out[i] = int(history["action"][pos])
+    return out
 
 
 BEHAVIOR_COLUMNS = ["user_id", "item_id", "category_id", "ts", "action"]

@@ -41,7 +41,7 @@ behaviors.parquet is written user by user (each user's events contiguous, in tim
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -172,11 +172,26 @@ def _items(
     return items
 
 
-def _draw_actions(rng: np.random.Generator, kind: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
-    cum = np.cumsum(np.array(list(ACTION_PROBS.values())), axis=1)  # (3 kinds, 4 actions)
+def draw_actions(
+    rng: np.random.Generator, kind: npt.NDArray[np.int64], probs: Mapping[str, tuple[float, ...]] = ACTION_PROBS
+) -> npt.NDArray[np.uint8]:
+    """One action per behaviour from the distribution of its kind (``kind`` indexes ``probs`` in order)."""
+    table = np.array(list(probs.values()))
+    cum = np.cumsum(table, axis=1)  # (kinds, actions)
     u = rng.random(len(kind))
-    actions: npt.NDArray[np.uint8] = (u[:, None] >= cum[kind, :3]).sum(axis=1).astype(np.uint8)
+    actions: npt.NDArray[np.uint8] = (u[:, None] >= cum[kind, :-1]).sum(axis=1).astype(np.uint8)
     return actions
+
+
+def timeline(rng: np.random.Generator, n: int) -> tuple[npt.NDArray[np.int64], int]:
+    """``n`` strictly increasing timestamps (exponential gaps >= 1 s) spanning SPAN_DAYS, the last in the week
+    before END_TS; returns (ts, the last ts)."""
+    end = END_TS - int(rng.integers(3_600, 7 * 86_400))
+    span = float(rng.uniform(*SPAN_DAYS)) * 86_400
+    gaps = rng.exponential(size=n)
+    gaps = np.maximum(1, np.round(gaps * (span / max(gaps.sum(), 1e-9)))).astype(np.int64)
+    back = np.cumsum(gaps) - gaps[0]  # seconds before the last behaviour, newest first
+    return (end - back)[::-1].copy(), end
 
 
 def generate_user(cfg: SyntheticConfig, u: int) -> UserData:
@@ -187,13 +202,7 @@ def generate_user(cfg: SyntheticConfig, u: int) -> UserData:
     n = int(rng.integers(lo, hi + 1))
     long_cats = rng.choice(n_cat, size=N_LONG, replace=False).astype(np.int64)
 
-    # time: exponential gaps >= 1 s, the last behaviour in the week before END_TS
-    end = END_TS - int(rng.integers(3_600, 7 * 86_400))
-    span = float(rng.uniform(*SPAN_DAYS)) * 86_400
-    gaps = rng.exponential(size=n)
-    gaps = np.maximum(1, np.round(gaps * (span / max(gaps.sum(), 1e-9)))).astype(np.int64)
-    back = np.cumsum(gaps) - gaps[0]  # seconds before the last behaviour, newest first
-    ts = (end - back)[::-1].copy()
+    ts, end = timeline(rng, n)
 
     # short-term segments, each with N_SHORT categories outside the long-term ones
     seg_len = rng.geometric(1.0 / SEGMENT_MEAN, size=n // SEGMENT_MEAN * 3 + 8)
@@ -214,11 +223,11 @@ def generate_user(cfg: SyntheticConfig, u: int) -> UserData:
         long_cats[rng.integers(0, N_LONG, n)],
         np.where(is_short, seg_cats[segment, rng.integers(0, N_SHORT, n)], rng.integers(0, n_cat, n)),
     ).astype(np.int64)
-    behaviors = {
+    behaviors: dict[str, npt.NDArray[Any]] = {
         "ts": ts,
         "item_id": _items(rng, cats, ts, n_cat),
         "category_id": cats.astype(np.int32),
-        "action": _draw_actions(rng, kind),
+        "action": draw_actions(rng, kind),
     }
 
     # evaluation samples after the last behaviour
@@ -255,7 +264,8 @@ def _constant_strings(value: str, n: int) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value])).cast(pa.string())
 
 
-def _behavior_table(users: list[UserData], first_row: int, schema: pa.Schema) -> pa.Table:
+def behavior_table(users: Sequence[Any], first_row: int, schema: pa.Schema) -> pa.Table:
+    """The behaviors.parquet rows of ``users`` (objects with ``user_id`` and ``behaviors`` columns)."""
     cols = {k: np.concatenate([d.behaviors[k] for d in users]) for k in ("item_id", "category_id", "ts", "action")}
     n = len(cols["ts"])
     user_col = pa.concat_arrays([_constant_strings(d.user_id, len(d.behaviors["ts"])) for d in users])
@@ -306,11 +316,11 @@ def write_synthetic(out_dir: str | Path, cfg: SyntheticConfig, *, progress: bool
             pending.append(data)
             pending_rows += len(data.behaviors["ts"])
             if pending_rows >= ROW_GROUP_ROWS:
-                writer.write_table(_behavior_table(pending, written, schema), row_group_size=pending_rows)
+                writer.write_table(behavior_table(pending, written, schema), row_group_size=pending_rows)
                 written += pending_rows
                 pending, pending_rows = [], 0
         if pending:
-            writer.write_table(_behavior_table(pending, written, schema), row_group_size=pending_rows)
+            writer.write_table(behavior_table(pending, written, schema), row_group_size=pending_rows)
             written += pending_rows
     samples = pd.concat(sample_parts, ignore_index=True)
     sample_schema = pa.schema([*SAMPLE_FIELDS, pa.field("p_recent", pa.float32(), nullable=False)])
@@ -356,7 +366,8 @@ def write_synthetic(out_dir: str | Path, cfg: SyntheticConfig, *, progress: bool
     return meta
 
 
-def _auc(samples: pd.DataFrame, score: str, split: str | None) -> float | None:
+def auc_of(samples: pd.DataFrame, score: str, split: str | None) -> float | None:
+    """AUC of column ``score`` against ``label`` on ``split``'s samples (all when None); None with one class."""
     from sklearn.metrics import roc_auc_score
 
     part = samples if split is None else samples[samples["split"] == split]
@@ -367,9 +378,9 @@ def _auc(samples: pd.DataFrame, score: str, split: str | None) -> float | None:
 
 def oracle_auc(samples: pd.DataFrame, split: str | None = "test") -> float | None:
     """AUC of the ground-truth p_true on the samples of ``split`` (all samples when None); None with one class."""
-    return _auc(samples, "p_true", split)
+    return auc_of(samples, "p_true", split)
 
 
 def recent_only_auc(samples: pd.DataFrame, split: str | None = "test") -> float | None:
     """AUC of p_recent, the ground truth as seen from the last RECENT behaviours only (no long-term term)."""
-    return _auc(samples, "p_recent", split)
+    return auc_of(samples, "p_recent", split)

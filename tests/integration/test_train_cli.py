@@ -15,7 +15,7 @@ import torch
 from models.data.synthetic import SyntheticConfig, write_synthetic
 
 LONGRANK = [sys.executable, "-m", "cli.main"]
-TINY = ["--set", "item_buckets=4096", "--set", "n_clusters=16", "--set", "nprobe=4", "--set", "long_k=16"]
+TINY = ["--set", "n_clusters=16", "--set", "nprobe=4", "--set", "long_k=16"]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def longrank(*args: str | Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_train_writes_a_loadable_soft_search_artifact(tiny_data: Path, tmp_path: Path) -> None:
     from models.artifacts import load
-    from models.features import score
+    from models.ranker import score
     from retrieval.gsu import SoftSearch
 
     out = tmp_path / "artifact"
@@ -50,15 +50,20 @@ def test_train_writes_a_loadable_soft_search_artifact(tiny_data: Path, tmp_path:
     artifact = load(out)
     assert artifact.version == printed["version"]
     assert artifact.config.variant == "sim_soft" and artifact.config.long_k == 16
-    assert artifact.item_index is not None and artifact.item_index.n_clusters == 16
+    assert artifact.item_index is not None and 1 <= artifact.item_index.n_clusters <= 16
+    assert artifact.config.n_clusters == artifact.item_index.n_clusters  # the config records the index it has
     assert artifact.dgu is not None  # AGE's gate is trained with the model and travels in the artifact
+    tables = artifact.lookups.items
+    assert tables is not None and artifact.config.item_buckets == tables.vocab.size  # sized to the data
+    assert metrics["vocabulary"]["item_collision_rate"] < 0.05  # only items first seen after training share rows
     # the loaded model scores a history through the soft search built on its own item index
     from models.data.samples import load_samples
 
     samples = load_samples(tiny_data)
     history = samples.histories[0]
     gsu = SoftSearch(artifact.item_index, artifact.config.long_k, artifact.config.nprobe)
-    probs = score(artifact.model, history, [1, 2, 3], [0, 1, 2], int(history["ts"][-1]) + 60, artifact.config, gsu)
+    probs = score(artifact.model, history, [1, 2, 3], [0, 1, 2], int(history["ts"][-1]) + 60, gsu,
+                  lookups=artifact.lookups)
     assert probs.shape == (3,) and np.isfinite(probs).all() and ((probs > 0) & (probs < 1)).all()
 
 
@@ -86,7 +91,7 @@ def test_same_seed_gives_identical_metrics(tiny_data: Path) -> None:
     from models.train import TrainOptions, train
 
     samples = load_samples(tiny_data)
-    overrides = {"item_buckets": 4096, "long_k": 16}
+    overrides = {"long_k": 16}
     runs = [
         train(samples, TrainOptions(model="sim_can", epochs=2, seed=seed, progress=False, overrides=overrides))
         for seed in (5, 5, 6)
@@ -98,22 +103,28 @@ def test_same_seed_gives_identical_metrics(tiny_data: Path) -> None:
 
 
 def test_grouped_gsu_search_gives_the_features_of_a_per_sample_search(tiny_data: Path) -> None:
-    """build_rows searches once per shared history; the features must equal build_batch's own per-row search."""
+    """build_rows searches and counts once per shared history; the features must equal build_batch's own per-row
+    search and statistics."""
     from models.batches import build_rows
-    from models.config import ModelConfig
     from models.data.samples import load_samples
     from models.features import build_batch
-    from retrieval.gsu import HardSearch
+    from models.train import TrainOptions, build_config
+    from retrieval.gsu_hybrid import build_gsu
 
     samples = load_samples(tiny_data)
     split = samples.train
-    config = ModelConfig.for_variant("sim_hard", long_k=16, item_buckets=4096)
+    config, lookups, index = build_config(samples, TrainOptions(model="sim_hybrid", overrides={"long_k": 16}))
+    gsu = build_gsu(config.gsu, config.long_k, index, config.nprobe, config.item_hits)
     rows = np.random.default_rng(0).permutation(len(split))[:40]
     assert len(set(split.user[rows].tolist())) < len(rows)  # several samples share a user's history
-    got = build_rows(samples, split, rows, config, HardSearch(16), None)
+    got = build_rows(samples, split, rows, config, gsu, None, lookups)
     histories = [samples.histories[u][:n] for u, n in zip(split.user[rows], split.hist_len[rows], strict=True)]
     want = build_batch(histories, np.arange(len(rows)), split.item[rows], split.category[rows], split.ts[rows],
-                       config, HardSearch(16))  # fmt: skip
-    for name in ("long_item", "long_cat", "long_action", "long_dt", "long_mask", "short_item", "cand_item"):
+                       config, gsu, lookups=lookups)  # fmt: skip
+    for name in ("long_item", "long_cat", "long_action", "long_dt", "long_mask", "long_tag", "short_item", "cand_item"):
         assert torch.equal(getattr(got, name), getattr(want, name)), name
+    for name in ("long_rel", "cand_stats"):  # products of vectors: BLAS rounds other batch shapes a little apart
+        torch.testing.assert_close(getattr(got, name), getattr(want, name), rtol=1e-5, atol=1e-6)
     assert bool(got.long_mask.any())
+    with pytest.raises(ValueError, match="item tables"):
+        build_rows(samples, split, rows, config, gsu, None)  # a vocabulary model without its lookups

@@ -12,8 +12,7 @@ import torch
 from models import artifacts
 from models.artifacts import ArtifactError, content_version, load, save
 from models.ranker import RankerModel
-from models.testing import random_batch, tiny
-from retrieval.item_index import ItemIndex
+from models.testing import random_batch, tiny, tiny_lookups
 
 
 def trained_like(variant: str, seed: int = 0) -> RankerModel:
@@ -31,7 +30,9 @@ def saved(tmp_path: Path) -> tuple[Path, RankerModel, str]:
     curves = tmp_path / "curves.png"
     curves.write_bytes(b"\x89PNG fake image bytes")
     out = tmp_path / "art"
-    version = save(model, model.config, out, {"auc": 0.75}, extra_files={"curves.png": curves})
+    lookups, index = tiny_lookups(model.config.vector_dim)
+    version = save(model, model.config, out, {"auc": 0.75}, extra_files={"curves.png": curves}, lookups=lookups,
+                   item_index=index)
     return out, model, version
 
 
@@ -39,8 +40,16 @@ def test_round_trip_gives_identical_logits(saved: tuple[Path, RankerModel, str])
     out, model, version = saved
     art = load(out)
     assert art.version == version and art.manifest["variant"] == "sim_can"
-    assert art.config == model.config and art.item_index is None and not art.model.training
-    assert set(art.manifest["files"]) == {"model.safetensors", "config.json", "metrics.json", "curves.png"}
+    assert art.config == model.config and art.item_index is not None and not art.model.training
+    assert set(art.manifest["files"]) == {
+        "model.safetensors", "config.json", "metrics.json", "curves.png", "tables/item_vocab.npy",
+        "tables/item_tables.npz", "tables/category_vocab.npy", *(f"item_index/gsu_{n}.npy" for n in
+                                                                  ("keys", "queries", "centroids", "cluster_of")),
+    }  # fmt: skip
+    lookups, _ = tiny_lookups(model.config.vector_dim)
+    assert art.lookups.items is not None and art.lookups.categories is not None and lookups.items is not None
+    np.testing.assert_array_equal(art.lookups.items.vectors, lookups.items.vectors)
+    np.testing.assert_array_equal(art.lookups.items.vocab.known, lookups.items.vocab.known)
     assert json.loads((out / "metrics.json").read_text()) == {"auc": 0.75}
     batch = random_batch(model.config, np.random.default_rng(0))
     with torch.inference_mode():
@@ -57,19 +66,31 @@ def test_version_is_a_content_hash(tmp_path: Path) -> None:
     assert content_version(files) == v1
 
 
-def test_soft_search_artifact_carries_its_item_index(tmp_path: Path) -> None:
+def test_soft_search_artifact_carries_its_item_index_and_tables(tmp_path: Path) -> None:
     model = trained_like("sim_soft")
-    keys, queries = model.gsu_tables()
-    index = ItemIndex.build(keys, queries, n_clusters=model.config.n_clusters, seed=0)
+    lookups, index = tiny_lookups(model.config.vector_dim)
     with pytest.raises(ArtifactError, match="item_index"):
-        save(model, model.config, tmp_path / "no_index", {})
-    save(model, model.config, tmp_path / "art", {}, item_index=index)
+        save(model, model.config, tmp_path / "no_index", {}, lookups=lookups)
+    with pytest.raises(ArtifactError, match="tables"):
+        save(model, model.config, tmp_path / "no_tables", {}, item_index=index)
+    save(model, model.config, tmp_path / "art", {}, item_index=index, lookups=lookups)
     art = load(tmp_path / "art")
-    assert art.item_index is not None
-    np.testing.assert_array_equal(art.item_index.keys, keys)
+    assert art.item_index is not None and art.item_index.vocab is not None
+    np.testing.assert_array_equal(art.item_index.keys, index.keys)
     (tmp_path / "art" / "item_index" / "gsu_centroids.npy").unlink()
     with pytest.raises(ArtifactError, match=r"gsu_centroids\.npy: missing file"):
         load(tmp_path / "art")
+    save(model, model.config, tmp_path / "art2", {}, item_index=index, lookups=lookups)
+    (tmp_path / "art2" / "tables" / "item_tables.npz").unlink()
+    with pytest.raises(ArtifactError, match=r"item_tables\.npz: missing file"):
+        load(tmp_path / "art2")
+
+
+def test_hashing_models_need_no_tables(tmp_path: Path) -> None:
+    model = trained_like("din")
+    save(model, model.config, tmp_path / "din", {})
+    art = load(tmp_path / "din")
+    assert art.item_index is None and art.lookups.items is None
 
 
 def test_tampered_weights_are_refused(saved: tuple[Path, RankerModel, str]) -> None:
@@ -120,10 +141,10 @@ def test_wrong_version_id_is_refused(saved: tuple[Path, RankerModel, str]) -> No
 def test_config_that_does_not_fit_the_weights_is_refused(saved: tuple[Path, RankerModel, str]) -> None:
     out, _, _ = saved
     config = json.loads((out / "config.json").read_text())
-    config["item_buckets"] = 1024  # consistent manifest, but the embedding tables were saved with 512 rows
+    config["item_buckets"] += 7  # consistent manifest, but the embedding tables were saved with fewer rows
     (out / "config.json").write_text(json.dumps(config))
     rewrite_manifest(out)
-    with pytest.raises(ArtifactError, match=r"model\.safetensors: weights do not match config\.json.*embedding"):
+    with pytest.raises(ArtifactError, match=r"weights do not match config\.json.*embedding|item rows"):
         load(out)
 
 
@@ -139,8 +160,10 @@ def test_foreign_config_is_refused(saved: tuple[Path, RankerModel, str]) -> None
 
 def test_save_refuses_a_non_empty_directory_unless_asked(saved: tuple[Path, RankerModel, str]) -> None:
     out, model, version = saved
+    lookups, index = tiny_lookups(model.config.vector_dim)
     with pytest.raises(ArtifactError, match="not empty"):
-        save(model, model.config, out, {"auc": 0.75})
-    assert save(model, model.config, out, {"auc": 0.75}, overwrite=True) != version  # curves.png is gone
+        save(model, model.config, out, {"auc": 0.75}, lookups=lookups, item_index=index)
+    assert save(model, model.config, out, {"auc": 0.75}, overwrite=True, lookups=lookups,
+                item_index=index) != version  # curves.png is gone
     assert not (out / "curves.png").exists()
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []  # no temp dirs left

@@ -1,4 +1,5 @@
-"""build_batch and score with the real GSU: what goes where, and training batches == serving scores."""
+"""build_batch and score with the real GSU and item tables: what goes where, and training batches == serving
+scores."""
 
 from __future__ import annotations
 
@@ -7,24 +8,19 @@ import numpy.typing as npt
 import pytest
 import torch
 
-from models.features import Searcher, build_batch, score
+from models.features import Searcher, build_batch
 from models.layers import TimeBuckets
-from models.ranker import RankerModel
-from models.testing import NOW, VARIANTS, history, tiny
+from models.ranker import RankerModel, score
+from models.testing import NOW, VARIANTS, gsu_of, history, lookups_of, tiny
 from retrieval.events import Behaviors
-from retrieval.gsu import HardSearch, SoftSearch
+from retrieval.gsu import HardSearch
+from retrieval.gsu_kinds import KIND_CATEGORY, KIND_ITEM
 from retrieval.hashing import bucket
-from retrieval.item_index import ItemIndex
+from retrieval.history_stats import history_stats, stat_names
 
 
 def gsu_for(model: RankerModel) -> Searcher | None:
-    cfg = model.config
-    if cfg.gsu == "hard":
-        return HardSearch(cfg.long_k)
-    if cfg.gsu == "soft":
-        keys, queries = model.gsu_tables()
-        return SoftSearch(ItemIndex.build(keys, queries, n_clusters=cfg.n_clusters, seed=0), cfg.long_k, cfg.nprobe)
-    return None
+    return gsu_of(model.config)  # type: ignore[no-any-return]
 
 
 def test_short_sequence_is_the_last_s_hashed_and_padded() -> None:
@@ -45,13 +41,14 @@ def test_short_sequence_is_the_last_s_hashed_and_padded() -> None:
 
 
 def test_long_sequence_is_the_gsu_result_with_time_buckets() -> None:
-    cfg = tiny("sim_hard")
+    cfg = tiny("sim_hard", vocabulary=False)
     rng = np.random.default_rng(1)
     hs = [history(rng, 40), history(rng, 3)]
     gsu = HardSearch(cfg.long_k)
     user_of, items, cats = np.array([1, 0, 0]), np.array([11, 12, 13]), np.array([0, 1, 3])
     now = np.array([NOW, NOW + 500])
     batch = build_batch(hs, user_of, items, cats, now, cfg, gsu)
+    assert batch.long_tag is not None and batch.long_rel is None  # hashing: no item vectors, no relevance
     assert batch.long_item is not None and batch.long_mask is not None and batch.long_dt is not None
     assert batch.long_cat is not None
     ref = gsu.search(hs[0], items[1:], cats[1:])
@@ -92,11 +89,12 @@ def test_training_batch_equals_serving_scores(variant: str) -> None:
     nows = np.array([now for _, now, items, _ in data for _ in items])
     items = np.concatenate([i for _, _, i, _ in data])
     cats = np.concatenate([c for _, _, _, c in data])
-    batch = build_batch(histories, np.arange(len(items)), items, cats, nows, model.config, gsu)
+    lookups = lookups_of(model.config)
+    batch = build_batch(histories, np.arange(len(items)), items, cats, nows, model.config, gsu, lookups=lookups)
     assert batch.n_users == batch.n_candidates == len(items)
     with torch.inference_mode():
         trained = torch.sigmoid(model(batch).logits).numpy()
-    served = np.concatenate([score(model, h, i, c, now, model.config, gsu) for h, now, i, c in data])
+    served = np.concatenate([score(model, h, i, c, now, gsu, lookups=lookups) for h, now, i, c in data])
     assert served.dtype == np.float32
     np.testing.assert_allclose(served, trained, rtol=1e-5, atol=1e-6)
 
@@ -105,14 +103,15 @@ def test_store_lists_path_equals_history_path() -> None:
     """Serving may pass the GSU result of HardSearch.search_lists (the store's per-category read) instead of the
     full history: same scores."""
     torch.manual_seed(1)
-    model = RankerModel(tiny("sim_can")).eval()
+    model = RankerModel(tiny("sim_can", gsu="hard", stats=False)).eval()
     cfg = model.config
+    lookups = lookups_of(cfg)
     h = history(np.random.default_rng(3), 50)
     items, cats = np.array([1, 2, 3, 4]), np.array([0, 2, 2, 9])
     by_cat = {int(c): h[h["category_id"] == c] for c in np.unique(cats)}
     retrieved = HardSearch(cfg.long_k).search_lists(by_cat, items, cats)
-    direct = score(model, h, items, cats, NOW, cfg, HardSearch(cfg.long_k))
-    listed = score(model, h[-cfg.short_len :], items, cats, NOW, cfg, retrieved=retrieved)
+    direct = score(model, h, items, cats, NOW, HardSearch(cfg.long_k), lookups=lookups)
+    listed = score(model, h[-cfg.short_len :], items, cats, NOW, lookups=lookups, retrieved=retrieved)
     np.testing.assert_allclose(listed, direct, rtol=1e-6)
 
 
@@ -122,12 +121,38 @@ def test_unseen_ids_score_without_error(variant: str) -> None:
     model = RankerModel(tiny(variant)).eval()
     h = history(np.random.default_rng(4), 20)
     h["item_id"][-1] = 2**62  # never seen anywhere
-    p = score(model, h, [10**15, 2**63 - 1, 0], [2**31 - 1, 123_456, 0], NOW, model.config, gsu_for(model))
+    p = score(model, h, [10**15, 2**63 - 1, 0], [2**31 - 1, 123_456, 0], NOW, gsu_for(model),
+              lookups=lookups_of(model.config))
     assert p.shape == (3,) and np.all((p > 0) & (p < 1))
 
 
+def test_vocabulary_rows_statistics_and_search_tags() -> None:
+    """A vocabulary model: known ids get their own rows, the statistics are history_stats' own numbers, and every
+    retrieved slot carries its search kind, whether it is the target item, and its relevance."""
+    cfg = tiny("sim_hybrid")
+    lookups = lookups_of(cfg)
+    assert lookups.items is not None and lookups.categories is not None
+    rng = np.random.default_rng(6)
+    h = history(rng, 80)
+    items = np.array([int(h["item_id"][3]), 7, 10**12])  # an item of the history, a known one, an unseen one
+    cats = np.array([int(h["category_id"][3]), 1, 2])
+    gsu = gsu_for(RankerModel(cfg))
+    batch = build_batch([h], np.zeros(3, np.int64), items, cats, NOW, cfg, gsu, lookups=lookups)
+    rows = lookups.items.vocab.rows(items)
+    assert batch.cand_item.tolist() == rows.tolist() and rows[0] <= lookups.items.vocab.n_known < rows[2]
+    assert batch.cand_stats is not None and batch.cand_stats.shape == (3, len(stat_names(cfg.stats_spec, True)))
+    want = history_stats(h, items, cats, NOW, cfg.stats_spec, lookups.items)
+    np.testing.assert_allclose(batch.cand_stats.numpy(), want)
+    assert batch.long_tag is not None and batch.long_rel is not None and batch.long_mask is not None
+    tags = batch.long_tag[0][batch.long_mask[0]]
+    assert int(tags[0]) == 1 + 2 * KIND_ITEM + 1  # the target's own behaviour leads, flagged as the target
+    assert bool(torch.all(batch.long_tag[~batch.long_mask] == 0))
+    assert float(batch.long_rel[0, 0]) == pytest.approx(1.0, abs=1e-4) or not lookups.items.vectors[rows[0]].any()
+    assert set(tags.tolist()) <= {1 + 2 * k + s for k in (KIND_ITEM, 1, KIND_CATEGORY) for s in (0, 1)}
+
+
 def test_bad_inputs_are_named() -> None:
-    cfg = tiny("sim_hard")
+    cfg = tiny("sim_hard", vocabulary=False)
     h = [history(np.random.default_rng(5), 5)]
     with pytest.raises(ValueError, match="needs a GSU"):
         build_batch(h, [0], [1], [1], NOW, cfg)

@@ -18,11 +18,19 @@ def test_json_round_trip(variant: str) -> None:
 
 def test_variant_defaults() -> None:
     sim_can = ModelConfig.for_variant("sim_can")
-    assert (sim_can.gsu, sim_can.coaction, sim_can.short_len, sim_can.long_k) == ("hard", True, 50, 64)
+    assert (sim_can.gsu, sim_can.coaction, sim_can.short_len, sim_can.long_k) == ("hybrid", True, 50, 64)
+    assert sim_can.stats and sim_can.vocabulary and sim_can.n_stats == 26
     assert sim_can.can_param_size == 160 and sim_can.can_out_dim == 2 * 3 * 12
     assert ModelConfig.for_variant("sim_can", gsu="soft").gsu == "soft"
     assert ModelConfig.for_variant("dnn").short_arch == "mean"
+    din = ModelConfig.for_variant("din")
+    assert not (din.stats or din.vocabulary) and din.n_stats == 0  # the short-history reference
     assert ModelConfig.for_variant("din_long").full_attention
+
+
+def test_soft_search_needs_the_item_tables() -> None:
+    with pytest.raises(ConfigError, match="vocabulary=True"):
+        ModelConfig.for_variant("sim_soft", vocabulary=False)
 
 
 def test_unknown_variant_lists_the_variants() -> None:

@@ -25,11 +25,6 @@ def test_shapes_and_finite_even_for_all_padding_rows(variant: str) -> None:
     out = model(batch)
     assert out.logits.shape == (batch.n_candidates,)
     assert torch.isfinite(out.logits).all()  # user 0 / candidate 0 have no behaviours at all
-    if variant == "sim_soft":
-        assert out.aux_logits is not None and out.aux_logits.shape == (batch.n_candidates,)
-        assert torch.isfinite(out.aux_logits).all()
-    else:
-        assert out.aux_logits is None
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -42,18 +37,17 @@ def test_padded_positions_change_nothing(variant: str) -> None:
         mask = getattr(batch, f"{prefix}_mask")
         if mask is None:
             continue
-        for field in ("item", "cat", "action", "dt"):
+        for field in ("item", "cat", "action", "dt", "tag"):
             value = getattr(batch, f"{prefix}_{field}", None)
             if value is None:
                 continue
-            noise = torch.from_numpy(rng.integers(1, 8, tuple(value.shape)))
+            noise = torch.from_numpy(rng.integers(1, 7, tuple(value.shape)))
             setattr(changed, f"{prefix}_{field}", torch.where(mask, value, noise))
     assert not torch.equal(changed.short_item, batch.short_item)
+    if batch.long_rel is not None and batch.long_mask is not None:
+        changed.long_rel = torch.where(batch.long_mask, batch.long_rel, torch.full_like(batch.long_rel, 0.7))
     after = model(changed)
     torch.testing.assert_close(after.logits, before.logits)
-    if before.aux_logits is not None:
-        assert after.aux_logits is not None
-        torch.testing.assert_close(after.aux_logits, before.aux_logits)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -102,34 +96,38 @@ def test_main_loss_reaches_short_embeddings_and_coaction_tables() -> None:
     assert set(batch.cand_item.tolist()) == grad_rows(model.coaction.induce_item)
 
 
-def test_gsu_embeddings_learn_from_the_aux_loss_only() -> None:
-    """SIM soft search: top-K retrieval is discrete, so the main logit does not depend on the GSU's own
-    embeddings; they (and W_a, W_b) are trained by the auxiliary CTR loss, which in turn leaves the short-term
-    embeddings alone (sharing them was found to mislead)."""
-    model, batch = model_and_batch("sim_soft", seed=5, dropout=0.0)
-    model.train()
-    assert model.gsu is not None
-    out = model(batch)
-    out.logits.sum().backward(retain_graph=True)
-    assert model.gsu.embedding.weight.grad is None and model.gsu.w_a.weight.grad is None
-    assert model.embedding.item.weight.grad is not None
-    model.zero_grad(set_to_none=True)
-    assert out.aux_logits is not None
-    out.aux_logits.sum().backward()
-    assert batch.long_mask is not None and batch.long_item is not None
-    rows_with_long = batch.long_mask.any(1)
-    assert set(batch.cand_item[rows_with_long].tolist()) <= grad_rows(model.gsu.embedding)
-    assert model.gsu.w_a.weight.grad is not None and model.gsu.w_b.weight.grad.abs().sum() > 0
-    assert model.embedding.item.weight.grad is None
+def test_statistics_are_standardised_clipped_and_constant_ones_silenced() -> None:
+    """StatsArch: the training split's mean and spread; a statistic that never varied in training (MovieLens: the
+    target is never in its own history) contributes nothing whatever its serving value, and extreme values are
+    clipped, so a history far longer than any in training cannot saturate the model."""
+    model, batch = model_and_batch("sim_hybrid", seed=4)
+    assert model.stats is not None and batch.cand_stats is not None
+    train = torch.randn(200, model.config.n_stats) * 3 + 1
+    train[:, 0] = 0.0  # never varies
+    model.stats.fit(train)
+    torch.testing.assert_close(model.stats.mean, train.mean(0))
+    x = batch.cand_stats.clone()
+    x[:, 0] = 1e6
+    out = model.stats(x)
+    assert bool((out[:, 0] == 0).all()) and float(out.abs().max()) <= model.stats.CLIP
+    with torch.inference_mode():
+        a = model(dataclasses.replace(batch, cand_stats=x)).logits
+        b = model(dataclasses.replace(batch, cand_stats=torch.where(torch.arange(x.shape[1]) == 0, 0.0, x))).logits
+    torch.testing.assert_close(a, b)
 
 
-def test_gsu_tables_export() -> None:
-    model, _ = model_and_batch("sim_soft")
-    keys, queries = model.gsu_tables()
-    assert keys.dtype == np.float32 and keys.shape == (model.config.item_buckets, model.config.gsu_proj_dim)
-    assert queries.shape == keys.shape and np.all(keys[0] == 0)
-    with pytest.raises(ValueError, match="no soft-search tables"):
-        model_and_batch("sim_can")[0].gsu_tables()
+def test_search_tags_and_relevance_steer_the_esu() -> None:
+    """The ESU sees which search found a slot, whether it is the target item, and its relevance: changing them
+    (same behaviours) changes the scores."""
+    model, batch = model_and_batch("sim_hybrid", seed=6)
+    assert batch.long_tag is not None and batch.long_rel is not None and batch.long_mask is not None
+    with torch.inference_mode():
+        before = model(batch).logits
+        retagged = model(dataclasses.replace(batch, long_tag=torch.where(batch.long_mask, 2, 0))).logits
+        rel = model(dataclasses.replace(batch, long_rel=batch.long_rel * 0.0)).logits
+    rows = batch.long_mask.any(1)
+    assert not torch.allclose(before[rows], retagged[rows]) and not torch.allclose(before[rows], rel[rows])
+    torch.testing.assert_close(before[~rows], retagged[~rows])  # nothing retrieved: nothing to steer
 
 
 def test_missing_branch_inputs_are_reported() -> None:
@@ -141,42 +139,15 @@ def test_missing_branch_inputs_are_reported() -> None:
 def test_variants_have_their_branches() -> None:
     arch = {v: RankerModel(tiny(v)) for v in VARIANTS}
     has = {v: (m.short.attention is not None, m.long is not None, m.full is not None, m.coaction is not None,
-               m.gsu is not None) for v, m in arch.items()}  # fmt: skip
+               m.stats is not None, m.config.vocabulary, m.config.gsu) for v, m in arch.items()}  # fmt: skip
     assert has == {
-        "dnn": (False, False, False, False, False),
-        "din": (True, False, False, False, False),
-        "din_long": (True, False, True, False, False),
-        "sim_hard": (True, True, False, False, False),
-        "sim_soft": (True, True, False, False, True),
-        "can": (True, False, False, True, False),
-        "sim_can": (True, True, False, True, False),
+        "dnn": (False, False, False, False, False, False, "none"),
+        "din": (True, False, False, False, False, False, "none"),
+        "din_long": (True, False, True, False, False, False, "none"),
+        "sim_hard": (True, True, False, False, True, True, "hard"),
+        "sim_soft": (True, True, False, False, True, True, "soft"),
+        "sim_hybrid": (True, True, False, False, True, True, "hybrid"),
+        "can": (True, False, False, True, False, False, "none"),
+        "sim_can": (True, True, False, True, True, True, "hybrid"),
     }
     assert not any(isinstance(v, torch.optim.Optimizer) for m in arch.values() for v in vars(m).values())
-
-
-def test_gsu_relevance_favours_the_candidates_category_from_the_first_index() -> None:
-    """Regression: with item-only vectors and independent W_a / W_b the soft search started (and, on data with
-    few repeats per item, stayed) random: sim_soft scored AUC 0.50 on synthetic data, below din."""
-    model, _ = model_and_batch("sim_soft")
-    n_buckets = model.config.item_buckets
-    category_of_bucket = 1 + np.arange(n_buckets, dtype=np.int64) % 5
-    category_of_bucket[0] = 0
-    keys, queries = model.gsu_tables(category_of_bucket)
-    assert np.all(keys[0] == 0)
-    r = queries[1:] @ keys[1:].T
-    same = category_of_bucket[1:, None] == category_of_bucket[None, 1:]
-    assert r[same].mean() > r[~same].mean() + 0.5 * r.std()
-    # every candidate's best-scoring behaviour bucket (other than itself) shares its category most of the time
-    np.fill_diagonal(r, -np.inf)
-    best = r.argmax(axis=1)
-    assert np.mean(category_of_bucket[1:][best] == category_of_bucket[1:]) > 0.8
-
-
-def test_gsu_aux_reads_the_behaviour_categories() -> None:
-    model, batch = model_and_batch("sim_soft", seed=2)
-    before = model(batch).aux_logits
-    assert batch.long_cat is not None and batch.long_mask is not None
-    changed = dataclasses.replace(batch, long_cat=torch.where(batch.long_mask, batch.long_cat % 3 + 1, 0))
-    after = model(changed).aux_logits
-    assert before is not None and after is not None
-    assert not torch.allclose(before, after)

@@ -159,7 +159,7 @@ def test_soft_search_keeps_to_the_probed_clusters_in_score_order() -> None:
     index, h = random_case(2)
     cands = np.arange(40)
     nprobe = 3
-    soft = SoftSearch(index, k=16, nprobe=nprobe).search(h, cands, None)
+    soft = SoftSearch(index, k=16, nprobe=nprobe, exact_below=0).search(h, cands, None)  # the IVF path
     exact = ExactSearch(index, k=16).search(h, cands, None)
     _, probed = index.quantizer.search(index.query_vectors(cands), nprobe)
     for c in range(len(cands)):

@@ -20,15 +20,20 @@ def _keys(n_buckets: int = 400, d: int = 8, seed: int = 0) -> np.ndarray:
 def index() -> ItemIndex:
     keys = _keys()
     queries = keys[::-1].copy()
-    return ItemIndex.build(keys, queries, n_clusters=12, seed=3)
+    return ItemIndex.build(keys, queries, n_clusters=10, seed=3)
 
 
 def test_build_assigns_every_bucket_to_its_best_centroid_by_inner_product(index: ItemIndex) -> None:
-    assert index.centroids.shape == (12, 8)
+    assert index.centroids.shape == (10, 8)
     assert index.cluster_of_bucket.shape == (400,)
     best = np.argmax(index.keys @ index.centroids.T, axis=1)
     assert np.array_equal(index.cluster_of_bucket, best)
     assert len(np.unique(index.cluster_of_bucket[1:])) > 1
+
+
+def test_too_few_points_get_fewer_clusters() -> None:
+    index = ItemIndex.build(_keys(100), n_clusters=16, seed=0)  # Faiss wants >= 39 points per centroid
+    assert index.n_clusters == 2
 
 
 def test_lookups_go_through_the_item_hash(index: ItemIndex) -> None:
@@ -97,13 +102,13 @@ def test_load_checks_shapes_and_ranges(index: ItemIndex, tmp_path: Path) -> None
     wrong = index.cluster_of_bucket.copy()
     wrong[3] = index.n_clusters
     np.save(tmp_path / CLUSTER_OF_FILE, wrong)
-    with pytest.raises(ItemIndexError, match=rf"{CLUSTER_OF_FILE}.*\[0, 12\)"):
+    with pytest.raises(ItemIndexError, match=rf"{CLUSTER_OF_FILE}.*\[0, 10\)"):
         ItemIndex.load(tmp_path)
 
 
 def test_probe_gives_the_quantizers_nearest_clusters_best_first(index: ItemIndex) -> None:
     queries = np.random.default_rng(5).standard_normal((30, 8)).astype(np.float32)
-    for nprobe in (1, 5, 12):
+    for nprobe in (1, 5, 10):
         probes = index.probe(queries, nprobe)
         _, expected = index.quantizer.search(queries, nprobe)
         assert np.array_equal(probes, expected)

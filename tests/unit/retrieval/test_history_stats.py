@@ -1,0 +1,99 @@
+"""history_stats on histories small enough to count by hand, and the invariants that serving relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from retrieval.events import BEHAVIOR_DTYPE, Behaviors
+from retrieval.history_stats import NEVER_DAYS, StatsSpec, history_stats, stat_names
+from retrieval.item_graph import fit_item_tables
+
+DAY = 86_400
+NOW = 1_700_000_000
+SPEC = StatsSpec(windows=(2, 4), strong_action=2)
+
+
+def behaviours(rows: list[tuple[int, int, int, int]]) -> Behaviors:
+    """(item, category, days before NOW, action), oldest first."""
+    h = np.zeros(len(rows), dtype=BEHAVIOR_DTYPE)
+    for i, (item, cat, days, action) in enumerate(rows):
+        h[i] = (NOW - days * DAY, item, cat, action)
+    return h
+
+
+HISTORY = behaviours([(1, 10, 9, 0), (2, 10, 8, 3), (1, 10, 7, 2), (3, 20, 6, 0), (1, 10, 5, 0), (4, 30, 1, 1)])
+
+
+def column(out: np.ndarray, name: str, with_tables: bool = False) -> np.ndarray:
+    return out[:, stat_names(SPEC, with_tables).index(name)]
+
+
+def test_target_item_and_category_counts_by_hand() -> None:
+    out = history_stats(HISTORY, [1, 4, 99], [10, 30, 10], NOW, SPEC)
+    assert out.shape == (3, len(stat_names(SPEC, False)))
+    assert column(out, "item_seen").tolist() == [1, 1, 0]
+    np.testing.assert_allclose(column(out, "item_count"), np.log1p([3, 1, 0]))
+    np.testing.assert_allclose(column(out, "item_strong"), np.log1p([1, 0, 0]))
+    np.testing.assert_allclose(column(out, "item_w2"), np.log1p([1, 1, 0]))  # the last two: (1, ...), (4, ...)
+    np.testing.assert_allclose(column(out, "item_w4"), np.log1p([2, 1, 0]))
+    np.testing.assert_allclose(column(out, "item_days"), np.log1p([5, 1, NEVER_DAYS]), rtol=1e-6)
+    np.testing.assert_allclose(column(out, "cat_count"), np.log1p([4, 1, 4]))
+    np.testing.assert_allclose(column(out, "cat_strong"), np.log1p([2, 0, 2]))
+    np.testing.assert_allclose(column(out, "cat_share"), [4 / 6, 1 / 6, 4 / 6])
+    np.testing.assert_allclose(column(out, "cat_rate"), [3 / 6, 1 / 3, 3 / 6])
+    np.testing.assert_allclose(column(out, "cat_days"), np.log1p([5, 1, 5]), rtol=1e-6)
+    np.testing.assert_allclose(column(out, "user_length"), np.log1p(6))
+    np.testing.assert_allclose(column(out, "user_rate"), (2 + 1) / (6 + 2))
+
+
+def test_per_candidate_now_and_the_order_of_candidates_do_not_matter_beyond_their_row() -> None:
+    items, cats = np.array([4, 1, 3, 1]), np.array([30, 10, 20, 10])
+    one = history_stats(HISTORY, items, cats, NOW, SPEC)
+    order = np.array([2, 0, 3, 1])
+    again = history_stats(HISTORY, items[order], cats[order], NOW, SPEC)
+    np.testing.assert_array_equal(again, one[order])
+    later = history_stats(HISTORY, items, cats, np.array([NOW, NOW + DAY, NOW, NOW]), SPEC)
+    np.testing.assert_allclose(column(later, "item_days")[1], np.log1p(6), rtol=1e-6)
+
+
+def test_empty_history() -> None:
+    out = history_stats(behaviours([]), [1, 2], [1, 1], NOW, SPEC)
+    assert np.all(np.isfinite(out)) and column(out, "item_count").tolist() == [0, 0]
+    np.testing.assert_allclose(column(out, "item_days"), np.log1p(NEVER_DAYS))
+
+
+@pytest.fixture(scope="module")
+def tables():  # type: ignore[no-untyped-def]
+    # items 1, 2, 3 are always engaged together, and so are 7, 8, 9: two taste regions
+    rng = np.random.default_rng(0)
+    histories = []
+    for _ in range(30):
+        rows = []
+        for _ in range(20):
+            group = [(1, 10), (2, 10), (3, 10)] if rng.random() < 0.5 else [(7, 20), (8, 20), (9, 20)]
+            rows += [(item, cat, 1, int(rng.integers(0, 4))) for item, cat in rng.permutation(group).tolist()]
+        histories.append(behaviours(rows))
+    return fit_item_tables(histories, strong_action=2, window=2, neighbours=3, dim=2)
+
+
+def test_global_counts_with_leave_one_out(tables) -> None:  # type: ignore[no-untyped-def]
+    out = history_stats(HISTORY, [1, 1, 77], [10, 10, 10], NOW, SPEC, tables, exclude_action=[-1, 3, -1])
+    names = stat_names(SPEC, True)
+    count = out[:, names.index("global_count")]
+    total = float(tables.count[tables.vocab.rows([1])[0]])
+    np.testing.assert_allclose(count[:2], np.log1p([total, total - 1]))
+    assert count[2] == 0  # an unseen item: nothing counted, the global rate is the prior
+    rate = out[:, names.index("global_rate")]
+    assert rate[2] == pytest.approx(tables.mean_rate, rel=1e-5)
+    assert rate[1] < rate[0]  # its own strong action taken out
+
+
+def test_graph_neighbours_and_vectors_find_the_co_engaged_item(tables) -> None:  # type: ignore[no-untyped-def]
+    history = behaviours([(1, 10, 3, 2), (1, 10, 2, 0), (1, 10, 1, 0)])  # item 1, three times
+    out = history_stats(history, [2, 9], [10, 20], NOW, SPEC, tables)
+    names = stat_names(SPEC, True)
+    seen, count = out[:, names.index("nb_seen")], out[:, names.index("nb_count")]
+    assert seen[0] > 0 and seen[1] == 0 and count[0] > count[1]  # item 2's neighbour 1 is in the history
+    near = out[:, names.index("vec_repeat_max")]
+    assert near[0] > near[1]  # item 2 is closer to the re-engaged item 1 than item 9 is
