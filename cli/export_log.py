@@ -7,13 +7,20 @@ One row per SHOWN SLOT of every logged response (n rows), in log order then posi
     position [n] int64    its slot, 0 = top
     reward   [n] int64    1 when the user clicked it (an event with action >= 1 of that user on that item with
                           request ts <= event ts < request ts + --window-s), else 0
-    pscore   [n] float64  the logged propensity of the slot; 1.0 where the policy defines none (AGE's TS and UCB
-                          do not), marked False in ``pscore_logged``
+    pscore   [n] float64  the logged propensity: the probability that the policy put this item at this slot
+                          (Monte-Carlo over the policy's own draws, serving/pipeline.py); 1.0 where the record has
+                          none (logged without draws, LONGRANK_EXPLORE_PROPENSITY_DRAWS=0), marked False in
+                          ``pscore_logged``
     context  [n, 4] float64  what the ranker knew about the shown item: [pCTR, explored score, explored flag,
                           eligible (under the impression limit)]
     plus: pscore_logged [n] bool, explored [n] bool, round [n] int64 (index of the response in the log),
-    item_ids [n_actions] int64, action_context [n_actions, 1] (the item id), n_rounds = n, n_actions, len_list
-    (the longest shown list).
+    pctr [n] float64 (the logged pCTR of the shown item: the reward model of DR), greedy_action [n] int64 and
+    greedy_pctr [n] float64 (the item greedy — top_n by the logged pCTR, ties by candidate order — puts at this slot,
+    and its pCTR: the target of ``longrank ope --policy greedy``), item_ids [n_actions] int64, action_context
+    [n_actions, 1] (the item id), n_rounds = n, n_actions, len_list (the longest shown list).
+
+OBP's estimators read ``reward``, ``action``, ``position`` and ``pscore`` by these names, with an ``action_dist``
+[n, n_actions, len_list] of the evaluated policy (for greedy: one-hot at ``greedy_action``).
 
 Events come from a behaviour store URL (each logged user's full sequence is read once) or an events file
 (CSV/Parquet with user_id, item_id, ts, action columns, as ``longrank ingest`` reads).
@@ -80,8 +87,11 @@ def to_obp(records: list[dict[str, Any]], clicks: dict[tuple[str, int], npt.NDAr
     """The OBP arrays (see the module docstring) of ``records`` with rewards joined from ``clicks``."""
     item_ids = np.unique(np.asarray([i for r in records for i in r["candidates"]], dtype=np.int64))
     action, position, reward, pscore, logged, explored, rounds, context = [], [], [], [], [], [], [], []
+    pctr, greedy_action, greedy_pctr = [], [], []
     for index, rec in enumerate(records):
         cands = rec["candidates"]
+        logged_pctr = np.asarray(rec["pctr"], dtype=np.float64)
+        greedy = np.lexsort((np.arange(len(logged_pctr)), -logged_pctr))[: len(rec["order"])]
         for slot, (cand, flag) in enumerate(zip(rec["order"], rec["explored"], strict=True)):
             item = int(cands[cand])
             times = clicks.get((rec["user_id"], item))
@@ -96,6 +106,9 @@ def to_obp(records: list[dict[str, Any]], clicks: dict[tuple[str, int], npt.NDAr
             explored.append(bool(flag))
             rounds.append(index)
             context.append([rec["pctr"][cand], rec["explored_score"][cand], float(flag), float(rec["eligible"][cand])])
+            pctr.append(float(logged_pctr[cand]))
+            greedy_action.append(int(np.searchsorted(item_ids, int(cands[greedy[slot]]))))
+            greedy_pctr.append(float(logged_pctr[greedy[slot]]))
     n = len(action)
     return {
         "n_rounds": n,
@@ -109,6 +122,9 @@ def to_obp(records: list[dict[str, Any]], clicks: dict[tuple[str, int], npt.NDAr
         "context": np.asarray(context, dtype=np.float64).reshape(n, 4),
         "explored": np.asarray(explored, dtype=bool),
         "round": np.asarray(rounds, dtype=np.int64),
+        "pctr": np.asarray(pctr, dtype=np.float64),
+        "greedy_action": np.asarray(greedy_action, dtype=np.int64),
+        "greedy_pctr": np.asarray(greedy_pctr, dtype=np.float64),
         "item_ids": item_ids,
         "action_context": item_ids[:, None].astype(np.float64),
     }

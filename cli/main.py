@@ -23,6 +23,7 @@ VERBS: dict[str, str] = {
     "loadtest": "Open-loop load test at a constant arrival rate.",
     "simulate": "Exploration simulator: cumulative clicks of several strategies.",
     "export-log": "Export the exploration log (e.g. for Open Bandit Pipeline).",
+    "ope": "Off-policy evaluation (IPW, SNIPW, DR) of another policy from an exported exploration log.",
 }
 
 

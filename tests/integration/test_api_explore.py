@@ -24,7 +24,7 @@ from serving.exploration_log import RECORD_FIELDS, read_records
 from serving.settings import Settings
 
 NOW = int(time.time())
-EXPLORE = {"explore_lambda": 50.0, "explore_dropout": 0.3, "explore_budget": 2}
+EXPLORE = {"explore_policy": "ts", "explore_lambda": 50.0, "explore_dropout": 0.3, "explore_budget": 2}
 
 
 def _url(kind: str) -> tuple[str, str]:
@@ -99,12 +99,32 @@ def test_explore_flags_items_within_budget_and_logs_them(make_client: Callable[.
     shown = [last["candidates"][i] for i in last["order"]]
     assert shown == [it["item_id"] for it in body["items"]]
     assert last["explored"] == [it["explored"] for it in body["items"]]
-    assert last["propensity"] is None and last["model_version"] == body["model_version"]
+    assert last["model_version"] == body["model_version"]
+    draws = last["params"]["propensity_draws"]
+    assert len(last["propensity"]) == 10 and all(1 / draws <= p <= 1 for p in last["propensity"])
     timing = client.post("/v1/rank", json={"user_id": "u1", "candidates": candidates(5), "explore": True})
     assert "explore;dur=" in timing.headers["server-timing"]
     metrics = client.get("/metrics").text
     assert any(line.startswith("longrank_explored_items_total ") and float(line.split()[1]) >= seen
                for line in metrics.splitlines())
+
+
+@pytest.mark.parametrize(("policy", "lam"), [("ts", 0.002), ("ts", 50.0), ("dropout_ts", 1.0)])
+def test_no_item_is_flagged_explored_unless_exploration_changed_the_slate(make_client: Callable[..., TestClient],
+                                                                          policy: str, lam: float) -> None:
+    client = make_client(explore_policy=policy, explore_lambda=lam)
+    greedy = [it["item_id"] for it in rank(client, top_n=10)["items"]]
+    changed = 0
+    for i in range(8):
+        items = rank(client, explore=True, request_id=f"honest{i}")["items"]
+        flagged = {it["item_id"] for it in items if it["explored"]}
+        assert not flagged & set(greedy), "an item greedy shows anyway is never 'explored'"
+        assert {it["item_id"] for it in items} - flagged <= set(greedy)
+        if not flagged:
+            assert [it["item_id"] for it in items] == greedy  # nothing explored: exactly the greedy slate
+        changed += bool(flagged)
+    if lam > 0.002:  # a large step (ts) and MC dropout at 0.3 (dropout_ts) do change slates
+        assert changed > 0
 
 
 def test_same_request_id_explores_the_same_way(make_client: Callable[..., TestClient]) -> None:
@@ -135,7 +155,9 @@ def test_items_over_the_impression_limit_are_never_explored(make_client: Callabl
                                                             tmp_path: Path) -> None:
     client = make_client(explore_max_impressions=2, explore_budget=30)
     cands = candidates(30)
-    keep = {cands[3]["item_id"], cands[7]["item_id"]}
+    greedy = [it["item_id"] for it in rank(client, top_n=10)["items"]]
+    outside = [c["item_id"] for c in cands if c["item_id"] not in greedy]  # only these can be explored into top 10
+    keep = {outside[0], outside[1]}
     views = [{"user_id": f"v{k}", "item_id": c["item_id"], "category_id": c["category_id"], "ts": NOW - 100,
               "action": 0, "event_id": f"view-{k}-{c['item_id']}"} for c in cands if c["item_id"] not in keep
              for k in range(2)]
@@ -145,7 +167,7 @@ def test_items_over_the_impression_limit_are_never_explored(make_client: Callabl
     assert again.json()["duplicates"] == len(views)
     explored: set[int] = set()
     for i in range(8):
-        body = rank(client, top_n=30, explore=True, request_id=f"imp{i}")
+        body = rank(client, top_n=10, explore=True, request_id=f"imp{i}")
         explored |= {it["item_id"] for it in body["items"] if it["explored"]}
     assert explored and explored <= keep
     record = list(read_records(str(tmp_path / "explore.jsonl")))[-1]
@@ -161,7 +183,7 @@ def test_a_dgu_above_every_pctr_gates_everything_out(make_client: Callable[..., 
     dgu = DynamicGatingUnit(art.config.behavior_dim, 4)
     with torch.no_grad():
         dgu.net[-1].bias.fill_(40.0)
-    save(art.model, art.config, tmp_path / "gated", dgu=dgu)
+    save(art.model, art.config, tmp_path / "gated", dgu=dgu, item_index=art.item_index, lookups=art.lookups)
     client = make_client(artifact=tmp_path / "gated")
     for i in range(4):
         assert not any(it["explored"] for it in rank(client, explore=True, request_id=f"g{i}")["items"])
@@ -193,6 +215,8 @@ def test_export_log_joins_clicks_into_obp_arrays(tmp_path: Path, artifact_dir: P
     # the click came after all three responses: every row showing the clicked item, and only those, is rewarded
     items = data["item_ids"][data["action"]]
     assert data["reward"].tolist() == (items == clicked).astype(int).tolist() and data["reward"][4 + 2] == 1
-    assert np.all(data["pscore"] == 1.0) and not data["pscore_logged"].any()
+    assert data["pscore_logged"].all() and np.all((data["pscore"] > 0) & (data["pscore"] <= 1))
+    assert np.allclose(data["pctr"], data["context"][:, 0])
+    assert main(["ope", "--feedback", str(out), "--json"]) == 0
     assert data["explored"].tolist() == [it["explored"] for items in shown for it in items]
     assert main(["export-log", "--log", str(tmp_path / "missing.jsonl"), "--events", url, "--out", str(out)]) == 2

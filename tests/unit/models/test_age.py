@@ -12,10 +12,9 @@ import torch
 from models import artifacts
 from models.age import AGEParams, DynamicGatingUnit, _grad, _unit, dropout_probs, explore, take_candidates
 from models.dgu import item_embeddings, train_dgu
-from models.features import build_batch, score
-from models.ranker import RankerModel
-from models.testing import NOW, history, tiny
-from retrieval.gsu import HardSearch
+from models.features import build_batch
+from models.ranker import RankerModel, score
+from models.testing import NOW, gsu_of, history, lookups_of, tiny
 
 
 def _setup(variant: str = "sim_can", cands: int = 40, seed: int = 0) -> tuple[RankerModel, object, np.ndarray,
@@ -27,8 +26,8 @@ def _setup(variant: str = "sim_can", cands: int = 40, seed: int = 0) -> tuple[Ra
     hist = history(rng, 80)
     items = rng.choice(1000, cands, replace=False).astype(np.int64)
     cats = rng.integers(0, 4, cands).astype(np.int64)
-    gsu = HardSearch(cfg.long_k) if cfg.gsu == "hard" else None
-    batch = build_batch([hist], np.zeros(cands, np.int64), items, cats, NOW, cfg, gsu)
+    gsu = gsu_of(cfg)
+    batch = build_batch([hist], np.zeros(cands, np.int64), items, cats, NOW, cfg, gsu, lookups=lookups_of(cfg))
     return model, batch, items, cats, (hist, gsu)
 
 
@@ -48,7 +47,7 @@ def test_small_step_along_normalised_gradient_raises_f(variant: str) -> None:
 @pytest.mark.parametrize("policy", ["ts", "ucb"])
 def test_lambda_zero_reproduces_plain_scores_exactly(policy: str) -> None:
     model, batch, items, cats, (hist, gsu) = _setup()
-    plain = score(model, hist, items, cats, NOW, model.config, gsu)
+    plain = score(model, hist, items, cats, NOW, gsu, lookups=lookups_of(model.config))
     out = explore(model, batch, AGEParams(policy=policy, lam=0.0), generator=torch.Generator().manual_seed(1))
     assert np.array_equal(out.pctr, plain)
     assert np.array_equal(out.score, plain)
@@ -78,9 +77,9 @@ def test_ucb_uncertainty_is_a_nonnegative_spread_and_grows_with_dropout() -> Non
 
 def test_pgd_stays_within_the_ball_and_raises_f_at_least_as_fgm_direction() -> None:
     model, batch, *_ = _setup()
-    fgm = explore(model, batch, AGEParams(policy="ucb", lam=3.0, dropout=0.3, pgd_steps=1),
+    fgm = explore(model, batch, AGEParams(policy="ucb", lam=30.0, dropout=0.3, pgd_steps=1),
                   generator=torch.Generator().manual_seed(0))
-    pgd = explore(model, batch, AGEParams(policy="ucb", lam=3.0, dropout=0.3, pgd_steps=4),
+    pgd = explore(model, batch, AGEParams(policy="ucb", lam=30.0, dropout=0.3, pgd_steps=4),
                   generator=torch.Generator().manual_seed(0))
     assert np.array_equal(fgm.delta, pgd.delta)  # the same draws
     assert (pgd.score >= fgm.pctr).all()  # UCB moves up only
@@ -146,20 +145,22 @@ def test_train_dgu_learns_item_ctr_without_touching_the_model(tmp_path: Path) ->
     items = rng.integers(0, 20, 6000)
     ctr = np.where(items < 10, 0.05, 0.6)
     labels = (rng.random(6000) < ctr).astype(np.uint8)
-    dgu = train_dgu(model, items, items % 4, labels, epochs=15, lr=1e-2, batch_size=256, seed=0)
+    lookups = lookups_of(cfg)
+    dgu = train_dgu(model, items, items % 4, labels, epochs=15, lr=1e-2, batch_size=256, seed=0, lookups=lookups)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), f"{k} changed"
     with torch.no_grad():
-        p = torch.sigmoid(dgu(item_embeddings(model, np.arange(20), np.arange(20) % 4))).numpy()
+        p = torch.sigmoid(dgu(item_embeddings(model, np.arange(20), np.arange(20) % 4, lookups))).numpy()
     assert p[:10].max() < p[10:].min()
     assert abs(p[:10].mean() - 0.05) < 0.1 and abs(p[10:].mean() - 0.6) < 0.15
 
-    version = artifacts.save(model, cfg, tmp_path / "a", dgu=dgu)
+    version = artifacts.save(model, cfg, tmp_path / "a", dgu=dgu, lookups=lookups,
+                             item_index=gsu_of(cfg).soft.index)
     loaded = artifacts.load(tmp_path / "a")
     assert loaded.version == version and loaded.dgu is not None
     for k, v in dgu.state_dict().items():
         assert torch.equal(loaded.dgu.state_dict()[k], v)
-    artifacts.save(model, cfg, tmp_path / "b")
+    artifacts.save(model, cfg, tmp_path / "b", lookups=lookups, item_index=gsu_of(cfg).soft.index)
     assert artifacts.load(tmp_path / "b").dgu is None
 
 
