@@ -30,6 +30,7 @@ serve: $(STAMP)
 	fi
 
 test: $(STAMP)
+	@scripts/ensure-browser.sh
 	scripts/with-redis.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -9,36 +9,46 @@ One call ranks one user's candidates on one model (the ``LoadedModel`` the reque
 2. gsu: per candidate the top-K behaviours (retrieval.gsu) from what was read.
 3. model: models.features.score — the same feature building as training — on a batch of U = 1 user, C candidates.
 4. explore (only when the request is explored, see ``ExplorePolicy``): impression counts of the candidates (only
-   items under the limit are eligible), then models.age.explore — one forward with the candidate embeddings as a
-   leaf, one batched backward, the MC-dropout samples, the moved rows' forward — on the same batch. With
-   exploration the "model" stage is the feature building and the "explore" stage all of the model work.
+   items under the limit are eligible), then models.bandits.served.age_slate — one forward with the candidate
+   embeddings as a leaf, one batched backward, M draws of the MC-dropout samples (draw 0 seeded by the request id
+   is the served one), one forward of the rows that could enter the slate — on the same batch. With exploration
+   the "model" stage is the feature building and the "explore" stage all of the model work.
 5. sort by score (descending; ties by candidate order) and cut to ``top_n``; with exploration at most
    ``budget`` explored items stay inside ``top_n`` (``apply_budget``).
 
-Exploration only promotes: an item is *explored* when its explored score ŷ_e is above its pCTR, and then ranks by
-ŷ_e; a sampled step downwards (TS with δ_y < 0) leaves the item at its pCTR, so that the flag, the score field
-("pctr, or the explored score where explored") and the budget all speak of the same items.
+Exploration is honest: an item is *explored* only when exploration put it into the slate — it is shown, it would
+not be in the greedy top_n (by pCTR), and its explored score ŷ_e beat a greedy item's pCTR. Only such items rank by
+ŷ_e; every other item ranks by its pCTR, so a raised score of an item greedy shows anyway is neither flagged,
+counted against the budget, nor logged as exploration, and a response without a flag is exactly the greedy one.
+(A request whose top_n covers every candidate therefore never explores.) Each explored response carries, per
+shown slot, the probability that the policy puts that item there, estimated over its M draws and replayable from
+the request id (``propensity``; LONGRANK_EXPLORE_PROPENSITY_DRAWS).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from models.age import AGEParams, apply_budget, explore
-from models.features import build_batch, score
+from models.age import AGEParams
+from models.bandits.served import age_slate
+from models.features import RetrievedLike, build_batch
+from models.ranker import score
 from retrieval.events import empty_behaviors
-from retrieval.gsu import HardSearch, Retrieved
+from retrieval.gsu import HardSearch
 from retrieval.impressions import ImpressionCounter
 from retrieval.store import BehaviorStore, StoreError, UserHistory
+from serving.logs import log_swallowed
 from serving.metrics import Metrics
 from serving.model_state import LoadedModel
+
+log = logging.getLogger("longrank.pipeline")
 
 
 @dataclass
@@ -53,6 +63,7 @@ class Ranked:
     explored_score: npt.NDArray[np.float32] | None = None  # [C] ŷ_e where the row moved, else pctr (explored only)
     eligible: npt.NDArray[np.bool_] | None = None  # [C] under the impression limit (explored only)
     exploration: dict[str, Any] | None = None  # the policy and its parameters when explored, else None
+    propensity: npt.NDArray[np.float64] | None = None  # [top_n] P(shown item at its slot) (explored, draws > 0)
 
 
 @dataclass(frozen=True)
@@ -62,10 +73,13 @@ class ExplorePolicy:
     params: AGEParams
     budget: int = 2
     max_impressions: int = 3000
+    propensity_draws: int = 16  # M Monte-Carlo draws of the policy per response (0 = no propensities)
+    name: str = ""  # the served policy (LONGRANK_EXPLORE_POLICY); default: the AGE policy of ``params``
 
     def describe(self, gated: bool) -> dict[str, Any]:
-        return {**self.params.to_dict(), "budget": self.budget, "max_impressions": self.max_impressions,
-                "gate": "dgu" if gated else "none"}  # fmt: skip
+        return {**self.params.to_dict(), "policy": self.name or self.params.policy, "budget": self.budget,
+                "max_impressions": self.max_impressions, "gate": "dgu" if gated else "none",
+                "propensity_draws": self.propensity_draws}  # fmt: skip
 
 
 def request_seed(request_id: str) -> int:
@@ -80,7 +94,10 @@ class Ranker:
         self.metrics = metrics
         self.impressions = impressions  # per-item impression counts (exploration eligibility)
 
-    def read(self, model: LoadedModel, user_id: str, cats: npt.NDArray[np.int64]) -> tuple[UserHistory | None, str]:
+    def read(self, model: LoadedModel, user_id: str, cats: npt.NDArray[np.int64], *,
+             full: bool = False) -> tuple[UserHistory | None, str]:  # fmt: skip
+        """One read of what the model needs (``full``: the whole sequence too, e.g. for the explainer); on a store
+        error (None, the error's kind), counted and logged."""
         cfg = model.config
         hard = isinstance(model.gsu, HardSearch)
         try:
@@ -89,10 +106,11 @@ class Ranker:
                 recent=cfg.short_len,
                 categories=np.unique(cats).tolist() if hard else (),
                 per_category=cfg.long_k if hard else None,
-                full=model.reads_full_history,
+                full=full or model.reads_full_history,
             )
         except StoreError as exc:
             self.metrics.store_errors.labels("read", type(exc).__name__).inc()
+            log_swallowed(log, "history read (degraded)", exc, where=exc.where)
             return None, type(exc).__name__
         return history, ""
 
@@ -119,7 +137,7 @@ class Ranker:
         behaviours = empty_behaviors()
         if history is not None:
             behaviours = history.full if history.full is not None else history.recent
-        retrieved: Retrieved | None = None
+        retrieved: RetrievedLike | None = None
         if isinstance(model.gsu, HardSearch):
             by_category = history.by_category if history is not None else {}
             retrieved = model.gsu.search_lists(by_category, items, cats)
@@ -131,7 +149,7 @@ class Ranker:
         if explore_policy is not None:
             return self._explore(model, behaviours, items, cats, clock, retrieved, top_n, explore_policy,
                                  request_id, degraded, timings, t2)  # fmt: skip
-        pctr = score(model.artifact.model, behaviours, items, cats, clock, model.config, model.gsu,
+        pctr = score(model.artifact.model, behaviours, items, cats, clock, model.gsu, lookups=model.artifact.lookups,
                      retrieved=retrieved)
         t3 = time.perf_counter()
         timings["model"] = (t3 - t2) * 1e3
@@ -156,26 +174,29 @@ class Ranker:
             counts = self.impressions.counts(items)
         except StoreError as exc:
             self.metrics.store_errors.labels("impressions", type(exc).__name__).inc()
+            log_swallowed(log, "impression counts (nothing explored)", exc, where=exc.where)
             return np.zeros(len(items), dtype=bool)
         out: npt.NDArray[np.bool_] = counts < limit
         return out
 
     def _explore(
         self, model: LoadedModel, behaviours: Any, items: npt.NDArray[np.int64], cats: npt.NDArray[np.int64],
-        clock: int, retrieved: Retrieved | None, top_n: int, policy: ExplorePolicy, request_id: str,
+        clock: int, retrieved: RetrievedLike | None, top_n: int, policy: ExplorePolicy, request_id: str,
         degraded: bool, timings: dict[str, float], t2: float,
     ) -> Ranked:
         batch = build_batch([behaviours], np.zeros(len(items), dtype=np.int64), items, cats, clock, model.config,
-                            model.gsu, retrieved=None if retrieved is None else [retrieved])  # fmt: skip
+                            model.gsu, retrieved=None if retrieved is None else [retrieved],
+                            lookups=model.artifact.lookups)  # fmt: skip
         t3 = time.perf_counter()
         timings["model"] = (t3 - t2) * 1e3
         eligible = self.eligible(items, policy.max_impressions)
         dgu = model.artifact.dgu
-        generator = torch.Generator().manual_seed(request_seed(request_id))
-        out = explore(model.artifact.model, batch, policy.params, dgu=dgu, eligible=eligible, generator=generator)
-        order, ranking, explored = apply_budget(out.pctr, out.score, out.moved, top_n, policy.budget)
+        res = age_slate(model.artifact.model, batch, policy.params, top_n=top_n, budget=policy.budget,
+                        seed=request_seed(request_id), draws=policy.propensity_draws, dgu=dgu, eligible=eligible)
+        order, explored = res.order, res.explored
         timings["explore"] = (time.perf_counter() - t3) * 1e3
         self._observe(timings, degraded)
         self.metrics.explored.inc(int(explored[order].sum()))
-        return Ranked(order, out.pctr, ranking, explored, degraded, model.version, timings,
-                      explored_score=out.score, eligible=eligible, exploration=policy.describe(dgu is not None))
+        return Ranked(order, res.pctr, res.ranking, explored, degraded, model.version, timings,
+                      explored_score=res.explored_score, eligible=eligible,
+                      exploration=policy.describe(dgu is not None), propensity=res.propensity)  # fmt: skip
