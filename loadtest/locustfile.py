@@ -17,6 +17,7 @@ Use Locust for a quick interactive look or a soak; use the open-loop generator f
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Callable
@@ -27,6 +28,15 @@ from locust import HttpUser, constant, constant_throughput, task
 from loadtest.payloads import PayloadSpec, make_bodies
 
 POOL = 256  # distinct bodies shared by all simulated users (generated once, on first use)
+SHED = "shed: 503 overloaded"  # the failure message of a request refused by admission control
+
+
+def _error_code(body: str) -> str | None:
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error if isinstance(error, str) else None
 
 
 @cache
@@ -52,5 +62,8 @@ class RankUser(HttpUser):
 
     @task
     def rank(self) -> None:
-        self.client.post("/v1/rank", data=random.choice(_bodies()), name="/v1/rank",
-                         headers={"content-type": "application/json"})
+        with self.client.post("/v1/rank", data=random.choice(_bodies()), name="/v1/rank",
+                              headers={"content-type": "application/json"}, catch_response=True) as response:
+            if response.status_code == 503 and _error_code(response.text) == "overloaded":
+                # shed by admission control (503 + Retry-After): a failure of its own kind, told apart from errors
+                response.failure(SHED)

@@ -15,6 +15,7 @@ stack are in stack/stack_probes.py.
     event     POST /v1/events; the user's history grows by it; the same event_id again is a duplicate
     restart   the Redis container recreated on its volume (AOF) and the ranker restarted: the event is still there
     load      the "load" profile: Locust, 2 users paced to 5 req/s each for 15 s through its web API, no failure
+              other than shedding by admission control (503 overloaded, at most 25% of the requests)
     observe   the "observe" profile: Prometheus scrapes the ranker (up == 1)
 
 Whatever happens, `docker compose down -v` removes every container, network and volume of the check's own
