@@ -219,35 +219,51 @@ class CoActionArch(nn.Module):
 
 
 class StatsArch(nn.Module):
-    """Target-aware history statistics [C,F] (retrieval.history_stats), standardised with the training split's mean
-    and standard deviation (buffers saved with the weights; ``fit`` sets them before training) and clipped to
-    ±CLIP standard deviations. A statistic that never varied in training (MovieLens: the target item is never in
-    its own history) is zeroed: the network never learnt what its other values mean, so serving must not feed
-    them (an unclipped, unmasked such value once gave pCTR 1.0 to every movie the user had already rated)."""
+    """Target-aware history statistics x [C,F] (retrieval.history_stats), read two ways and concatenated:
+
+    - standardised with the training split's mean and standard deviation and clipped to ±CLIP deviations;
+    - a piecewise-linear encoding over each statistic's training quantiles (``stats_bins`` bins: bin t holds
+      clip((x − e_t) / (e_{t+1} − e_t), 0, 1)) mixed by one linear layer and a ReLU into ``stats_dim`` values: counts,
+      days and similarities act on a click far from linearly, and this gives the network their shape cheaply (the
+      numerical-feature encodings of Gorishniy et al., 2022).
+
+    The buffers are set by ``fit`` before training and saved with the weights. A statistic that never varied in
+    training (MovieLens: the target is never in its own history) is zeroed in both views: the network never learnt
+    what its other values mean (fed raw, such a value once gave pCTR 1.0 to every movie a user had rated)."""
 
     CLIP = 8.0
     mean: Tensor
     scale: Tensor
     keep: Tensor
+    edges: Tensor
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(cfg.n_stats))
-        self.register_buffer("scale", torch.ones(cfg.n_stats))
-        self.register_buffer("keep", torch.ones(cfg.n_stats))
-        self.out_dim = cfg.n_stats
+        f, t = cfg.n_stats, cfg.stats_bins
+        self.register_buffer("mean", torch.zeros(f))
+        self.register_buffer("scale", torch.ones(f))
+        self.register_buffer("keep", torch.ones(f))
+        self.register_buffer("edges", torch.linspace(0, 1, t + 1).repeat(f, 1))  # [F, T+1]
+        self.encode = nn.Linear(f * t, cfg.stats_dim)
+        self.out_dim = f + cfg.stats_dim
 
     @torch.no_grad()
     def fit(self, stats: Tensor) -> None:
-        """stats [N,F] of the training samples -> the standardisation."""
+        """stats [N,F] of the training samples -> the standardisation and the bin edges."""
         std = stats.std(0)
         self.mean.copy_(stats.mean(0))
         self.scale.copy_(std.clamp(min=1e-3))
         self.keep.copy_((std > 1e-6).to(self.keep.dtype))
+        levels = torch.linspace(0, 1, self.edges.shape[1])
+        self.edges.copy_(torch.quantile(stats.double(), levels.double(), dim=0).T.float())  # [F, T+1]
 
-    def forward(self, stats: Tensor) -> Tensor:  # [C,F] -> [C,F]
-        out: Tensor = ((stats - self.mean) / self.scale).clamp(-self.CLIP, self.CLIP) * self.keep
-        return out
+    def forward(self, stats: Tensor) -> Tensor:  # [C,F] -> [C, F + stats_dim]
+        z = ((stats - self.mean) / self.scale).clamp(-self.CLIP, self.CLIP) * self.keep  # [C,F]
+        low, width = self.edges[:, :-1], self.edges[:, 1:] - self.edges[:, :-1]  # [F,T] each
+        filled = ((stats[:, :, None] - low) / width.clamp(min=1e-6)).clamp(0.0, 1.0)  # [C,F,T]
+        filled = filled * (width > 1e-6) * self.keep[:, None]  # empty bins and constant statistics say nothing
+        h = torch.relu(self.encode(filled.flatten(1)))  # [C, stats_dim]
+        return torch.cat([z, h], dim=-1)
 
 
 class OverArch(nn.Module):
