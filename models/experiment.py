@@ -133,9 +133,9 @@ def _feature_source(max_len: int | None) -> Callable[..., Any]:
     caches: dict[str, FeatureCache] = _STATE["features"]
     samples = _STATE["samples"]
 
-    def source(key: str, split: Any, config: Any, gsu: Any) -> FeatureCache:
+    def source(key: str, split: Any, config: Any, gsu: Any, lookups: Any) -> FeatureCache:
         if key not in caches:
-            caches[key] = FeatureCache(samples, split, config, gsu, max_len, progress=False)
+            caches[key] = FeatureCache(samples, split, config, gsu, max_len, lookups, progress=False)
         return caches[key]
 
     return source

@@ -134,7 +134,7 @@ class TrainResult:
         }
 
 
-FeatureSource = Callable[[str, Split, ModelConfig, Searcher | None], FeatureCache]
+FeatureSource = Callable[[str, Split, ModelConfig, Searcher | None, Lookups], FeatureCache]
 """How the loop gets a split's cached features: (cache key, split, config, gsu) -> FeatureCache. The experiment
 runner passes a memoising one so seeds and variants with equal feature settings share the work."""
 
@@ -242,7 +242,7 @@ class _Features:
                 )  # fmt: skip
             else:
                 key = f"{name}:{feature_key(self.config, self.options.max_len)}"
-                self.caches[name] = self.source(key, split, self.config, self.gsu)
+                self.caches[name] = self.source(key, split, self.config, self.gsu, self.lookups)
         return self.caches[name]
 
     def stats(self, name: str, split: Split) -> torch.Tensor | None:
