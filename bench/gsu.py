@@ -5,6 +5,9 @@ the centroid plus noise; a user's history comes mostly from a few interest categ
 over items, so items repeat) with a uniform long tail; half the candidates come from the user's categories, half
 from anywhere. Queries are the keys plus a little noise (the model's W_a and W_b differ). The ItemIndex is built
 once (not timed); then each search runs ``--repeat`` times on the same request and the medians are reported.
+
+``--data DIR`` adds ``data_recall``: on a dataset's test samples, how often each search kind (hard, soft, hybrid;
+fitted as a training run would fit them) retrieves the re-engaged target item and the generator's evidence.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faiss
@@ -40,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=20, help="timed runs of each search")
     parser.add_argument("--threads", type=int, default=1, help="Faiss threads (1 = one service inference call)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", help="also a dataset directory (e.g. `longrank data synthetic --interest items`): "
+                                       "recall of each search kind on its test samples (models.gsu_recall)")
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ def _check(args: argparse.Namespace) -> None:
             raise SystemExit(f"longrank bench gsu: --{name}={value} must be >= {low}")
     if args.nprobe > args.clusters:
         raise SystemExit(f"longrank bench gsu: --nprobe={args.nprobe} must be <= --clusters={args.clusters}")
+    if args.data and not (Path(args.data) / "meta.json").is_file():
+        raise SystemExit(f"longrank bench gsu: --data {args.data} is not a dataset directory (no meta.json)")
     if args.clusters >= args.buckets:
         raise SystemExit(f"longrank bench gsu: --clusters={args.clusters} must be < --buckets={args.buckets}")
 
@@ -158,4 +166,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "dim": args.dim,
         "clusters": args.clusters,
         "nprobe": args.nprobe,
+        **({"data_recall": data_recall(args.data)} if args.data else {}),
     }
+
+
+def data_recall(data_dir: str) -> dict[str, Any]:
+    """The hard, soft and hybrid searches' recall on a dataset's test samples: of the re-engaged target item
+    (``target_recall``) and, where the generator wrote its ground truth, of the evidence (``evidence_recall``)."""
+    from models.data.samples import load_samples
+    from models.experiment import recall_by_search
+
+    path = Path(data_dir)
+    return {"data": str(path), **recall_by_search(load_samples(path), path)}

@@ -240,13 +240,15 @@ def _baselines(spec: ExperimentSpec, samples: Any, seeds: list[int]) -> dict[str
     return run_baselines(samples, config.stats_spec, lookups.items, seeds, progress=spec.progress)
 
 
-def _recall(spec: ExperimentSpec, samples: Any, data_dir: Path) -> dict[str, Any]:
-    """GSU recall (models.gsu_recall) of the hard, soft and hybrid searches on the test split."""
+def recall_by_search(samples: Any, data_dir: Path, train: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GSU recall (models.gsu_recall) of the hard, soft and hybrid searches on the test split, with the item tables
+    and index a training run on these samples would fit (``train``: TrainOptions fields). Shared by ``experiment``
+    and ``bench gsu --data``."""
     from models.gsu_recall import gsu_recall, read_truth_neighbours
     from models.train import TrainOptions, base_config, fit_lookups
     from retrieval.gsu_hybrid import build_gsu
 
-    config = base_config(samples, TrainOptions(model="sim_hybrid", **spec.train))
+    config = base_config(samples, TrainOptions(model="sim_hybrid", **(train or {})))
     _, index = fit_lookups(samples, config)
     searches = {kind: build_gsu(kind, config.long_k, index, config.nprobe, config.item_hits)
                 for kind in ("hard", "soft", "hybrid")}  # fmt: skip
@@ -280,7 +282,7 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
             learnable = learnable_oracle_auc(samples)
     seeds = list(range(spec.seeds))
     baseline_runs = _baselines(spec, samples, seeds) if spec.baselines else {}
-    recall = _recall(spec, samples, data_dir)
+    recall = recall_by_search(samples, data_dir, spec.train)
     del samples
     jobs = [(model, seed) for seed in range(spec.seeds) for model in spec.models]
     runs: list[dict[str, Any]] = []

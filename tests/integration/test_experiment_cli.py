@@ -52,3 +52,27 @@ def test_experiment_refuses_an_unknown_variant_by_name(tiny_items: Path) -> None
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode != 0
     assert "sim_bogus" in proc.stderr and "--models" in proc.stderr
+
+
+def test_bench_gsu_reports_recall_per_search_kind_on_a_dataset(tiny_items: Path) -> None:
+    proc = subprocess.run(
+        [*LONGRANK, "bench", "gsu", "--json", "--length", "2000", "--candidates", "50", "--items", "5000",
+         "--categories", "50", "--clusters", "16", "--nprobe", "4", "--buckets", "4096", "--repeat", "1",
+         "--data", str(tiny_items)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recall = json.loads(proc.stdout)["data_recall"]
+    assert recall["data"] == str(tiny_items)
+    for kind in ("hard", "soft", "hybrid"):
+        row = recall[kind]
+        assert row["target_samples"] > 0 and 0.0 <= row["target_recall"] <= 1.0
+        assert row["evidence_samples"] > 0 and 0.0 <= row["evidence_recall"] <= 1.0
+    # the hybrid search keeps the target item's own behaviours first: it finds every re-engaged target
+    assert recall["hybrid"]["target_recall"] == 1.0
+
+
+def test_bench_gsu_refuses_a_directory_that_is_not_a_dataset(tmp_path: Path) -> None:
+    proc = subprocess.run([*LONGRANK, "bench", "gsu", "--data", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode != 0 and "--data" in proc.stderr and "meta.json" in proc.stderr
