@@ -94,6 +94,8 @@ class ModelConfig:
 
     # target-aware history statistics (retrieval.history_stats.StatsSpec)
     stats_windows: tuple[int, ...] = (50, 500)
+    stats_bins: int = 8  # StatsArch: quantile bins of each statistic's piecewise-linear encoding
+    stats_dim: int = 32  # StatsArch: width of that encoding after its linear layer
     strong_action: int = 2  # actions >= this count as strong (likes, purchases; MovieLens: rating >= 4)
     vector_dim: int = 16  # item tables: size of the co-occurrence item vectors (the soft search's space)
     init_from_vectors: bool = True  # item embeddings start from the item vectors' first item_dim dimensions
@@ -231,6 +233,8 @@ class ModelConfig:
             "short_len": (self.short_len, 1),
             "long_k": (self.long_k, 1),
             "item_hits": (self.item_hits, 0),
+            "stats_bins": (self.stats_bins, 1),
+            "stats_dim": (self.stats_dim, 1),
             "heads": (self.heads, 1),
             "head_dim": (self.head_dim, 1),
             "vector_dim": (self.vector_dim, 1),

@@ -108,8 +108,11 @@ def test_statistics_are_standardised_clipped_and_constant_ones_silenced() -> Non
     torch.testing.assert_close(model.stats.mean, train.mean(0))
     x = batch.cand_stats.clone()
     x[:, 0] = 1e6
-    out = model.stats(x)
+    out = model.stats(x)[:, : model.config.n_stats]  # the standardised view (the encoding follows it)
     assert bool((out[:, 0] == 0).all()) and float(out.abs().max()) <= model.stats.CLIP
+    edges = model.stats.edges
+    assert edges.shape == (model.config.n_stats, model.config.stats_bins + 1)
+    assert bool((edges[1:, 1:] >= edges[1:, :-1]).all())  # the training quantiles, ascending
     with torch.inference_mode():
         a = model(dataclasses.replace(batch, cand_stats=x)).logits
         b = model(dataclasses.replace(batch, cand_stats=torch.where(torch.arange(x.shape[1]) == 0, 0.0, x))).logits
