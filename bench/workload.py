@@ -39,7 +39,7 @@ class Workload:
 
     @property
     def distinct_items(self) -> int:
-        return int(len(np.unique(self.history["item_id"])))
+        return len(np.unique(self.history["item_id"]))
 
 
 def _as_behaviors(columns: dict[str, npt.NDArray[Any]]) -> Any:

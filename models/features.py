@@ -123,9 +123,6 @@ class Batch:
     long_tag: Tensor | None = None  # [C,K] int64 1 + 2·search kind + [is the target item]; 0 = padding
     long_rel: Tensor | None = None  # [C,K] float32 cosine of the behaviour's and the target's item vectors
     cand_stats: Tensor | None = None  # [C,F] float32 target-aware history statistics (retrieval.history_stats)
-    long_slot: Tensor | None = None  # [C,K] int64 column of long_rows filling each slot (0: empty); one user only
-    long_rows: Tensor | None = None  # [4,R] int64 item, category, action, time bucket of each distinct retrieved
-    #                                  behaviour (column 0: padding, all 0): long_item == long_rows[0][long_slot], ...
     full_item: Tensor | None = None  # [U,L] int64
     full_cat: Tensor | None = None  # [U,L] int64
     full_action: Tensor | None = None  # [U,L] int64
@@ -144,7 +141,7 @@ class Batch:
         values: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            per_candidate = f.name.startswith(("cand_", "long_")) and f.name != "long_rows" or f.name == "user_of"
+            per_candidate = f.name.startswith(("cand_", "long_")) or f.name == "user_of"
             values[f.name] = value.index_select(0, rows) if per_candidate and value is not None else value
         return Batch(**values)
 

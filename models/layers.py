@@ -196,7 +196,8 @@ class MultiHeadTargetAttention(nn.Module):
         if self.w_x is None:
             return scores
         if tag is None or (self.has_relevance and rel is None):
-            raise ValueError(f"this ESU takes {self.extra_dim} extras per slot (tags{', relevance' * self.has_relevance})")
+            wanted = "tags and relevance" if self.has_relevance else "tags"
+            raise ValueError(f"this ESU takes {self.extra_dim} extras per slot ({wanted}); some were not given")
         w = self.w_x.weight  # [H,E]
         table = torch.nn.functional.pad(w[:, : self.tag_dim].T, (0, 0, 1, 0))  # [1+tag_dim, H]; row 0: padding
         bias = torch.nn.functional.embedding(tag, table)  # [C,K,H] = w · onehot(tag)

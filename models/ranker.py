@@ -14,7 +14,7 @@ search tag one-hot, and the relevance with item tables), F = statistics.
 
 User-side work (short keys, CAN feed powers, the k-part of DIN's attention) is computed once per user and
 broadcast over that user's candidates (a view when U == 1); the long branch's behaviour ⊕ time embeddings are
-computed once per distinct GSU row and read through ``long_of`` (hard search: one row per category), and only the
+computed once per distinct GSU row and read through a slot index (hard search: one row per category), and only the
 small per-candidate extras (tag, relevance) are per candidate. The model never trains itself: models/train.py owns
 the optimiser and the loss.
 """
@@ -132,12 +132,11 @@ class LongArch(nn.Module):
     extras of each slot (which search found it and whether it is the target item; with item tables the relevance);
     multi-head target attention with the candidate -> [C, heads·(d+t+E)].
 
-    z does not depend on the candidate, only on the retrieved behaviour, and the candidates of one request retrieve
-    many behaviours in common (hard search: one list per category; the hybrid search: the category's latest, the
-    user's favourites). ``memory`` therefore embeds each DISTINCT retrieved behaviour once ([R,d+t]) and a slot
-    index [C,K] says which row fills each slot: handed over by build_batch for one user (``Batch.long_rows`` /
-    ``long_slot``, the GSU's grouping), or found here by comparing rows when several users' candidates may share
-    rows (the simulator); training batches (one candidate per user) embed every slot ([C,K,d+t])."""
+    z does not depend on the candidate, only on the retrieved row, and with hard search every candidate of a
+    category retrieves the same row (500 candidates of a request: ~20 distinct rows). ``memory`` therefore embeds
+    each DISTINCT row once ([G·K,d+t]) and a slot index [C,K] says which row of z fills each slot. Rows are only
+    compared when there are more candidates than users (serving, simulation); training batches (one candidate per
+    user) embed every slot ([C,K,d+t])."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -147,10 +146,7 @@ class LongArch(nn.Module):
         self.out_dim = cfg.long_dim
 
     def memory(self, emb: EmbeddingArch, batch: Batch) -> tuple[Tensor, Tensor | None]:
-        """-> (z, slot): z [R,d+t] of the distinct retrieved behaviours and slot [C,K], or z [C,K,d+t] and None."""
-        if batch.long_slot is not None and batch.long_rows is not None:
-            item, cat, action, dt = batch.long_rows  # [R] each; row 0 is padding (embeds to zeros)
-            return torch.cat([emb.behaviors(item, cat, action), self.time(dt)], dim=-1), batch.long_slot
+        """-> (z, slot): z [G·K,d+t] of the distinct retrieved rows and slot [C,K], or z [C,K,d+t] and None."""
         item, cat, action, dt = _need(batch, "long_item", "long_cat", "long_action", "long_dt")  # [C,K] each
         share = batch.n_candidates > batch.n_users  # several candidates per user: rows may repeat
         groups = distinct_rows(item, cat, action, dt) if share else None

@@ -12,7 +12,7 @@ import torch
 
 from models.age import AGEParams, explore, take_candidates
 from models.features import Batch, build_batch
-from models.layers import CoActionUnit, TargetAttention, distinct_rows, masked_softmax
+from models.layers import CoActionUnit, MultiHeadTargetAttention, TargetAttention, distinct_rows, masked_softmax
 from models.ranker import RankerModel
 from models.testing import NOW, gsu_of, history, lookups_of, tiny
 from retrieval.gsu import HardSearch
@@ -74,13 +74,14 @@ def test_shared_long_rows_give_the_per_candidate_logits(variant: str, lengths: t
     model, batch = served_batch(variant, lengths)
     assert model.long is not None and batch.long_item is not None and batch.long_mask is not None
     ctx = model.context(batch)
-    assert ctx.long_of is not None and ctx.long_z is not None
-    assert ctx.long_z.shape[0] < batch.n_candidates  # rows are shared
+    assert ctx.long_slot is not None and ctx.long_z is not None
+    c, k = batch.long_mask.shape
+    assert ctx.long_slot.shape == (c, k) and ctx.long_z.shape[0] < c * k  # rows are shared
     assert not batch.long_mask[3].any()  # category 4 retrieves nothing
-    # z of the distinct rows, read through long_of, is exactly z of every row
-    cols = (batch.long_item, batch.long_cat, batch.long_action, batch.long_dt)
-    plain_z, plain_of = model.long.memory(model.embedding, *cols, share=False)  # type: ignore[arg-type]
-    assert plain_of is None and torch.equal(ctx.long_z.index_select(0, ctx.long_of), plain_z)
+    # z of the distinct rows, read through the slots, is exactly z of every slot (one user row per candidate)
+    plain_z, plain_slot = model.long.memory(model.embedding, per_candidate_users(batch))
+    assert plain_slot is None and plain_z.shape[:2] == (c, k)
+    assert torch.equal(ctx.long_z.index_select(0, ctx.long_slot.reshape(-1)).view(plain_z.shape), plain_z)
     with torch.inference_mode():
         shared = model(batch).logits
         plain = model(per_candidate_users(batch)).logits
@@ -91,7 +92,7 @@ def test_shared_long_rows_give_the_per_candidate_logits(variant: str, lengths: t
 def test_age_reads_shared_rows_of_the_candidates_it_moves() -> None:
     model, batch = served_batch("sim_can", (40, 5))
     ctx = model.context(batch)
-    assert ctx.long_of is not None
+    assert ctx.long_slot is not None
     rows = torch.tensor([5, 0, 3, 12])
     cand = model.embedding.candidate(batch.cand_item, batch.cand_cat)
     with torch.no_grad():
@@ -131,6 +132,57 @@ def test_one_user_without_behaviours_attends_to_nothing() -> None:
     assert out.shape == (3, 4) and torch.all(out == 0)
     (grad,) = torch.autograd.grad(out.sum(), query)
     assert torch.all(grad == 0)
+
+
+def reference_esu(esu: MultiHeadTargetAttention, query: torch.Tensor, z: torch.Tensor, mask: torch.Tensor,
+                  tag: torch.Tensor, rel: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    """SIM's ESU as written, per head, with the extras materialised: x_j = onehot(tag_j)[1:] ⊕ rel_j,
+    head_i = softmax_j((W_bi z_j) · (W_ai q) / √a + w_i · x_j), pooled Σ_j w_ij [z_j ⊕ x_j]."""
+    x = torch.nn.functional.one_hot(tag, esu.tag_dim + 1)[..., 1:].to(z.dtype)  # [C,K,tag_dim]
+    if rel is not None:
+        x = torch.cat([x, rel[..., None]], dim=-1)  # [C,K,E]
+    heads = []
+    for i in range(esu.heads):
+        rows = slice(i * esu.head_dim, (i + 1) * esu.head_dim)
+        q = query @ esu.w_a.weight[rows].T  # [C,a]
+        k = z @ esu.w_b.weight[rows].T  # [C,K,a]
+        assert esu.w_x is not None
+        logits = (k @ q[:, :, None]).squeeze(-1) / math.sqrt(esu.head_dim) + x @ esu.w_x.weight[i]  # [C,K]
+        logits = logits.masked_fill(~mask, float("-inf"))
+        w = torch.nan_to_num(torch.softmax(logits, dim=-1))  # all-padding rows: 0
+        heads.append((w[:, :, None] * torch.cat([z, x], dim=-1)).sum(1))  # [C,dz+E]
+    return torch.cat(heads, dim=-1)
+
+
+@pytest.mark.parametrize("relevance", [False, True])
+def test_esu_with_slot_rows_and_tag_lookups_equals_the_one_hot_reference(relevance: bool) -> None:
+    """The ESU's fast form (z as distinct rows + a slot index, tags looked up instead of one-hot extras, the pooled
+    one-hot as a sum per tag) is the ESU with materialised extras, values and gradients."""
+    torch.manual_seed(0)
+    c, k, dz, tags = 5, 6, 7, 4
+    esu = MultiHeadTargetAttention(3, dz, heads=2, head_dim=4, extra_dim=tags + relevance, tag_dim=tags)
+    rows = torch.randn(9, dz, dtype=torch.float64, requires_grad=True)  # [R,dz] distinct behaviours
+    slot = torch.randint(0, 9, (c, k))
+    mask = torch.rand(c, k) > 0.3
+    mask[2] = False  # a candidate that retrieved nothing
+    tag = torch.where(mask, torch.randint(1, tags + 1, (c, k)), 0)
+    rel = torch.where(mask, torch.randn(c, k, dtype=torch.float64), 0.0) if relevance else None
+    query = torch.randn(c, 3, dtype=torch.float64, requires_grad=True)
+    esu = esu.double()
+    got = esu(query, rows, mask, slot, tag, rel)
+    per_slot = esu(query, rows[slot], mask, None, tag, rel)  # z given per slot [C,K,dz]
+    want = reference_esu(esu, query, rows[slot], mask, tag, rel)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(per_slot, want)
+    assert torch.all(got[2] == 0)
+    probe = torch.randn_like(want)
+    leaves = [query, rows, *esu.parameters()]
+    grads_got = torch.autograd.grad((got * probe).sum(), leaves)
+    grads_want = torch.autograd.grad((want * probe).sum(), leaves)
+    for a, b in zip(grads_got, grads_want, strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="extras per slot"):
+        esu(query, rows, mask, slot, None, rel)
 
 
 def reference_coaction(
