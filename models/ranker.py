@@ -132,11 +132,13 @@ class LongArch(nn.Module):
     extras of each slot (which search found it and whether it is the target item; with item tables the relevance);
     multi-head target attention with the candidate -> [C, heads·(d+t+E)].
 
-    z does not depend on the candidate, only on the retrieved row, and with hard search every candidate of a
-    category retrieves the same row (500 candidates of a request: ~20 distinct rows). ``memory`` therefore embeds
-    each DISTINCT row once ([G·K,d+t]) and a slot index [C,K] says which row of z fills each slot. Rows are only
-    compared when there are more candidates than users (serving, simulation); training batches (one candidate per
-    user) embed every slot ([C,K,d+t])."""
+    z does not depend on the candidate, only on the retrieved behaviour, and the candidates of one request retrieve
+    many behaviours in common (hard search: one list per category; the hybrid search: the category's latest, the
+    user's favourites). ``memory`` therefore embeds each DISTINCT retrieved behaviour once and a slot index [C,K]
+    says which row of z fills each slot: for one user build_batch hands over the GSU's grouping by history position
+    (``Batch.long_rows`` / ``long_slot``); otherwise, when there are more candidates than users (the simulator),
+    equal rows of K are found here (``distinct_rows``); training batches (one candidate per user) embed every slot
+    ([C,K,d+t])."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -146,7 +148,11 @@ class LongArch(nn.Module):
         self.out_dim = cfg.long_dim
 
     def memory(self, emb: EmbeddingArch, batch: Batch) -> tuple[Tensor, Tensor | None]:
-        """-> (z, slot): z [G·K,d+t] of the distinct retrieved rows and slot [C,K], or z [C,K,d+t] and None."""
+        """-> (z, slot): z of the distinct retrieved behaviours ([R+1,d+t], build_batch's) or rows ([G·K,d+t]) and
+        slot [C,K]; or z [C,K,d+t] and None."""
+        if batch.long_slot is not None and batch.long_rows is not None:
+            item, cat, action, dt = batch.long_rows  # [R+1] each; column 0 is the padding
+            return torch.cat([emb.behaviors(item, cat, action), self.time(dt)], dim=-1), batch.long_slot
         item, cat, action, dt = _need(batch, "long_item", "long_cat", "long_action", "long_dt")  # [C,K] each
         share = batch.n_candidates > batch.n_users  # several candidates per user: rows may repeat
         groups = distinct_rows(item, cat, action, dt) if share else None

@@ -23,7 +23,7 @@ USER_SIDE = ("now", "short_item", "short_cat", "short_action", "short_mask",
 
 def per_candidate_users(batch: Batch) -> Batch:
     """The same rows with one user row per candidate (U = C): nothing is shared, every plain path runs."""
-    out = dataclasses.replace(batch, user_of=torch.arange(batch.n_candidates))
+    out = dataclasses.replace(batch, user_of=torch.arange(batch.n_candidates), long_rows=None, long_slot=None)
     for name in USER_SIDE:
         value = getattr(batch, name)
         if value is not None:
@@ -73,6 +73,14 @@ def test_distinct_rows_groups_exactly_the_equal_rows() -> None:
 def test_shared_long_rows_give_the_per_candidate_logits(variant: str, lengths: tuple[int, ...]) -> None:
     model, batch = served_batch(variant, lengths)
     assert model.long is not None and batch.long_item is not None and batch.long_mask is not None
+    # one user: build_batch hands over the distinct behaviours (the GSU's positions); several: the model groups rows
+    assert (batch.long_rows is not None) == (len(lengths) == 1) == (batch.long_slot is not None)
+    if batch.long_rows is not None and batch.long_slot is not None:
+        cols = (batch.long_item, batch.long_cat, batch.long_action, batch.long_dt)
+        for row, col in zip(batch.long_rows, cols, strict=True):
+            assert torch.equal(row[batch.long_slot], col)
+        assert torch.equal(batch.long_slot == 0, ~batch.long_mask) and not batch.long_rows[:, 0].any()
+        assert batch.long_rows.shape[1] <= 1 + int(batch.long_mask.sum())  # each retrieved behaviour at most once
     ctx = model.context(batch)
     assert ctx.long_slot is not None and ctx.long_z is not None
     c, k = batch.long_mask.shape
@@ -87,6 +95,28 @@ def test_shared_long_rows_give_the_per_candidate_logits(variant: str, lengths: t
         plain = model(per_candidate_users(batch)).logits
     assert torch.isfinite(shared).all()
     torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_per_category_lists_are_not_taken_for_history_positions() -> None:
+    """HardSearch.search_lists gives positions inside each category's list, so equal positions of two categories
+    are different behaviours: build_batch must not share them (the model groups equal rows itself instead)."""
+    torch.manual_seed(0)
+    cfg = tiny("sim_hard", gsu="hard")
+    model = RankerModel(cfg).eval()
+    h = history(np.random.default_rng(1), 60)
+    cats = np.array([0, 1, 0, 2, 1, 3], dtype=np.int64)
+    items = np.arange(6, dtype=np.int64)
+    lists = {int(cat): h[h["category_id"] == cat] for cat in np.unique(h["category_id"])}
+    found = HardSearch(cfg.long_k).search_lists(lists, items, cats)
+    owner, lookups = np.zeros(6, dtype=np.int64), lookups_of(cfg)
+    batch = build_batch([h], owner, items, cats, NOW, cfg, retrieved=[found], lookups=lookups)
+    assert batch.long_rows is None and batch.long_slot is None
+    direct = build_batch([h], owner, items, cats, NOW, cfg, HardSearch(cfg.long_k), lookups=lookups)
+    assert direct.long_rows is not None  # the same selection by history positions is shared
+    with torch.inference_mode():
+        want = model(per_candidate_users(batch)).logits
+        torch.testing.assert_close(model(batch).logits, want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model(direct).logits, want, rtol=1e-5, atol=1e-6)
 
 
 def test_age_reads_shared_rows_of_the_candidates_it_moves() -> None:
