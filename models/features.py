@@ -243,7 +243,7 @@ def _long_tensors(
         items[rows, :kk] = found.item_id
         cats[rows, :kk] = found.category_id
         acts[rows, :kk] = found.action
-        ts[rows, :kk] = np.where(got, found.ts, now[u])
+        ts[rows, :kk] = np.where(got, found.ts, 0)
         found_kind = getattr(found, "kind", None)
         kind[rows, :kk] = default_kind if found_kind is None else found_kind
         mask[rows, :kk] = got
@@ -252,23 +252,27 @@ def _long_tensors(
             pos[rows, :kk] = found_pos
         else:
             pos = None
-    dt = np.where(mask, TimeBuckets.bucketize(now[user_of][:, None] - ts, config.time_buckets), 0)
-    same = items == cand_items[:, None]
-    tag = np.where(mask, 1 + 2 * kind + same, 0)
-    item_rows = hash_items(items, mask, config, lookups)
-    columns = (item_rows, hash_categories(cats, mask, config, lookups), action_index(acts, mask, config), dt)
+    shared = None
+    if pos is not None and len(histories) == 1 and c > 1:  # one user's candidates: hand the GSU's grouping over
+        shared = _distinct_behaviours(np.where(mask, pos, -1), (items, cats, acts, ts))
+    if shared is None:
+        columns = _slot_features(items, cats, acts, ts, mask, now[user_of][:, None], config, lookups)  # [C,K] each
+    else:  # the features of each distinct behaviour once, then per slot
+        raw, slot = shared  # [4,R+1], [C,K]
+        per_row = _slot_features(*raw, np.arange(raw.shape[1]) > 0, now[0], config, lookups)  # [R+1] each
+        columns = tuple(row[slot] for row in per_row)
+    item_rows = columns[0]
+    tag = np.where(mask, 1 + 2 * kind + (items == cand_items[:, None]), 0)
     out = {
-        "long_item": torch.from_numpy(columns[0]),
+        "long_item": torch.from_numpy(item_rows),
         "long_cat": torch.from_numpy(columns[1]),
         "long_action": torch.from_numpy(columns[2]),
-        "long_dt": torch.from_numpy(dt),
+        "long_dt": torch.from_numpy(columns[3]),
         "long_mask": torch.from_numpy(mask),
         "long_tag": torch.from_numpy(tag),
     }
-    if pos is not None and len(histories) == 1 and c > 1:  # one user's candidates: hand the GSU's grouping over
-        shared = _distinct_behaviours(np.where(mask, pos, -1), columns)
-        if shared is not None:
-            out["long_rows"], out["long_slot"] = (torch.from_numpy(x) for x in shared)
+    if shared is not None:
+        out["long_rows"], out["long_slot"] = torch.from_numpy(np.stack(per_row)), torch.from_numpy(shared[1])
     if config.vocabulary:
         assert lookups.items is not None
         vectors = lookups.items.vectors
@@ -278,12 +282,22 @@ def _long_tensors(
     return out
 
 
+def _slot_features(items: IntArray, cats: IntArray, acts: IntArray, ts: IntArray, mask: npt.NDArray[np.bool_],
+                   now: npt.ArrayLike, config: ModelConfig, lookups: Lookups) -> tuple[IntArray, ...]:  # fmt: skip
+    """Raw retrieved behaviours (any shape, ``mask`` False at empty slots) -> item row, category row, action index,
+    time bucket of now − ts (``now`` broadcast against ts), each 0 at empty slots."""
+    dt = np.where(mask, TimeBuckets.bucketize(np.asarray(now) - ts, config.time_buckets), 0)
+    return (hash_items(items, mask, config, lookups), hash_categories(cats, mask, config, lookups),
+            action_index(acts, mask, config), dt)  # fmt: skip
+
+
 def _distinct_behaviours(pos: IntArray, columns: Sequence[IntArray]) -> tuple[IntArray, IntArray] | None:
     """One user's GSU result as its distinct behaviours (the candidates of a request retrieve many in common).
 
-    pos [C,K]: history positions (-1: empty slot); columns: [C,K] each, 0 at empty slots. Returns (rows [n,R+1],
-    slot [C,K]) with rows[i][slot] == columns[i] and column 0 the padding, or None when equal positions carry
-    different values (positions that are not one history's, e.g. HardSearch.search_lists's per-category lists)."""
+    pos [C,K]: history positions (-1: empty slot); columns: [C,K] each (the raw item, category, action, ts), 0 at
+    empty slots. Returns (rows [n,R+1], slot [C,K]) with rows[i][slot] == columns[i] and column 0 the padding, or
+    None when equal positions carry different values (positions that are not one history's, e.g.
+    HardSearch.search_lists's per-category lists) or an empty slot carries a value."""
     key = pos + 1  # [C,K] 0 = empty
     present = np.zeros(int(key.max()) + 1, dtype=bool)
     present[key] = True
