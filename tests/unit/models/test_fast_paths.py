@@ -119,11 +119,15 @@ def test_per_category_lists_are_not_taken_for_history_positions() -> None:
         torch.testing.assert_close(model(direct).logits, want, rtol=1e-5, atol=1e-6)
 
 
-def test_age_reads_shared_rows_of_the_candidates_it_moves() -> None:
-    model, batch = served_batch("sim_can", (40, 5))
+@pytest.mark.parametrize("lengths", [(40, 5), (40,)])
+def test_age_reads_shared_rows_of_the_candidates_it_moves(lengths: tuple[int, ...]) -> None:
+    """Rows grouped by the model (several users) or handed over by build_batch (one user): a subset of the
+    candidates reads the same rows, and exploration scores as with nothing shared."""
+    model, batch = served_batch("sim_can", lengths)
+    assert (batch.long_rows is not None) == (len(lengths) == 1)
     ctx = model.context(batch)
     assert ctx.long_slot is not None
-    rows = torch.tensor([5, 0, 3, 12])
+    rows = torch.tensor([5, 0, 3, 6])
     cand = model.embedding.candidate(batch.cand_item, batch.cand_cat)
     with torch.no_grad():
         whole = model.over_input(batch, cand, ctx)
