@@ -123,6 +123,9 @@ class Batch:
     long_tag: Tensor | None = None  # [C,K] int64 1 + 2·search kind + [is the target item]; 0 = padding
     long_rel: Tensor | None = None  # [C,K] float32 cosine of the behaviour's and the target's item vectors
     cand_stats: Tensor | None = None  # [C,F] float32 target-aware history statistics (retrieval.history_stats)
+    long_slot: Tensor | None = None  # [C,K] int64 column of long_rows filling each slot (0: empty); one user only
+    long_rows: Tensor | None = None  # [4,R+1] int64 item, category, action, time bucket of each distinct retrieved
+    #                                  behaviour, column 0 the padding (all 0): long_item == long_rows[0][long_slot]
     full_item: Tensor | None = None  # [U,L] int64
     full_cat: Tensor | None = None  # [U,L] int64
     full_action: Tensor | None = None  # [U,L] int64
@@ -141,7 +144,7 @@ class Batch:
         values: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            per_candidate = f.name.startswith(("cand_", "long_")) or f.name == "user_of"
+            per_candidate = (f.name.startswith(("cand_", "long_")) and f.name != "long_rows") or f.name == "user_of"
             values[f.name] = value.index_select(0, rows) if per_candidate and value is not None else value
         return Batch(**values)
 
@@ -209,7 +212,8 @@ def _long_tensors(
     gsu: Searcher | None,
     retrieved: Sequence[RetrievedLike] | None,
 ) -> dict[str, Tensor]:
-    """Run the GSU per user over that user's candidate rows and lay the results out as [C, K] tensors."""
+    """Run the GSU per user over that user's candidate rows and lay the results out as [C, K] tensors; for one user
+    with several candidates also its distinct retrieved behaviours (long_rows, long_slot: ``_distinct_behaviours``)."""
     c, k = len(user_of), config.long_k
     items = np.zeros((c, k), dtype=np.int64)
     cats = np.zeros((c, k), dtype=np.int64)
@@ -217,6 +221,7 @@ def _long_tensors(
     ts = np.zeros((c, k), dtype=np.int64)
     kind = np.zeros((c, k), dtype=np.int64)
     mask = np.zeros((c, k), dtype=bool)
+    pos: IntArray | None = np.full((c, k), -1, dtype=np.int64)  # history positions, when the GSU gives them
     default_kind = KIND_CATEGORY if config.gsu == "hard" else KIND_SOFT
     order = np.argsort(user_of, kind="stable")
     starts = np.searchsorted(user_of[order], np.arange(len(histories) + 1))
@@ -238,22 +243,36 @@ def _long_tensors(
         items[rows, :kk] = found.item_id
         cats[rows, :kk] = found.category_id
         acts[rows, :kk] = found.action
-        ts[rows, :kk] = np.where(got, found.ts, now[u])
+        ts[rows, :kk] = np.where(got, found.ts, 0)
         found_kind = getattr(found, "kind", None)
         kind[rows, :kk] = default_kind if found_kind is None else found_kind
         mask[rows, :kk] = got
-    dt = np.where(mask, TimeBuckets.bucketize(now[user_of][:, None] - ts, config.time_buckets), 0)
-    same = items == cand_items[:, None]
-    tag = np.where(mask, 1 + 2 * kind + same, 0)
-    item_rows = hash_items(items, mask, config, lookups)
+        found_pos = getattr(found, "index", None)
+        if pos is not None and found_pos is not None:
+            pos[rows, :kk] = found_pos
+        else:
+            pos = None
+    shared = None
+    if pos is not None and len(histories) == 1 and c > 1:  # one user's candidates: hand the GSU's grouping over
+        shared = _distinct_behaviours(np.where(mask, pos, -1), (items, cats, acts, ts))
+    if shared is None:
+        columns = _slot_features(items, cats, acts, ts, mask, now[user_of][:, None], config, lookups)  # [C,K] each
+    else:  # the features of each distinct behaviour once, then per slot
+        raw, slot = shared  # [4,R+1], [C,K]
+        per_row = _slot_features(*raw, np.arange(raw.shape[1]) > 0, now[0], config, lookups)  # [R+1] each
+        columns = tuple(row[slot] for row in per_row)
+    item_rows = columns[0]
+    tag = np.where(mask, 1 + 2 * kind + (items == cand_items[:, None]), 0)
     out = {
         "long_item": torch.from_numpy(item_rows),
-        "long_cat": torch.from_numpy(hash_categories(cats, mask, config, lookups)),
-        "long_action": torch.from_numpy(action_index(acts, mask, config)),
-        "long_dt": torch.from_numpy(dt),
+        "long_cat": torch.from_numpy(columns[1]),
+        "long_action": torch.from_numpy(columns[2]),
+        "long_dt": torch.from_numpy(columns[3]),
         "long_mask": torch.from_numpy(mask),
         "long_tag": torch.from_numpy(tag),
     }
+    if shared is not None:
+        out["long_rows"], out["long_slot"] = torch.from_numpy(np.stack(per_row)), torch.from_numpy(shared[1])
     if config.vocabulary:
         assert lookups.items is not None
         vectors = lookups.items.vectors
@@ -261,6 +280,39 @@ def _long_tensors(
         rel = np.einsum("ckv,cv->ck", vectors[item_rows], cand_vec, optimize=True)  # [C,K]; padding row is zero
         out["long_rel"] = torch.from_numpy(np.where(mask, rel, 0.0).astype(np.float32))
     return out
+
+
+def _slot_features(items: IntArray, cats: IntArray, acts: IntArray, ts: IntArray, mask: npt.NDArray[np.bool_],
+                   now: npt.ArrayLike, config: ModelConfig, lookups: Lookups) -> tuple[IntArray, ...]:  # fmt: skip
+    """Raw retrieved behaviours (any shape, ``mask`` False at empty slots) -> item row, category row, action index,
+    time bucket of now − ts (``now`` broadcast against ts), each 0 at empty slots."""
+    dt = np.where(mask, TimeBuckets.bucketize(np.asarray(now) - ts, config.time_buckets), 0)
+    return (hash_items(items, mask, config, lookups), hash_categories(cats, mask, config, lookups),
+            action_index(acts, mask, config), dt)  # fmt: skip
+
+
+def _distinct_behaviours(pos: IntArray, columns: Sequence[IntArray]) -> tuple[IntArray, IntArray] | None:
+    """One user's GSU result as its distinct behaviours (the candidates of a request retrieve many in common).
+
+    pos [C,K]: history positions (-1: empty slot); columns: [C,K] each (the raw item, category, action, ts), 0 at
+    empty slots. Returns (rows [n,R+1], slot [C,K]) with rows[i][slot] == columns[i] and column 0 the padding, or
+    None when equal positions carry different values (positions that are not one history's, e.g.
+    HardSearch.search_lists's per-category lists) or an empty slot carries a value."""
+    key = pos + 1  # [C,K] 0 = empty
+    present = np.zeros(int(key.max()) + 1, dtype=bool)
+    present[key] = True
+    present[0] = True
+    keys = np.flatnonzero(present)  # [R+1] 0 (padding), then the retrieved positions + 1 ascending
+    column = np.empty(len(present), dtype=np.int64)  # (defined at the keys only; a cumsum costs 5x more)
+    column[keys] = np.arange(len(keys))
+    slot = column[key]  # [C,K]
+    first = np.zeros(len(keys), dtype=np.int64)
+    first[slot.reshape(-1)] = np.arange(slot.size)  # a slot holding each column
+    rows = np.stack([col.reshape(-1)[first] for col in columns])  # [n,R+1]
+    rows[:, 0] = 0
+    if not all(np.array_equal(row[slot], col) for row, col in zip(rows, columns, strict=True)):
+        return None
+    return rows, slot
 
 
 def _stats_tensor(

@@ -151,51 +151,81 @@ class TargetAttention(nn.Module):
 class MultiHeadTargetAttention(nn.Module):
     """SIM's Exact Search Unit: head_i = softmax_j((W_bi z_j) · (W_ai e_a) / √a + w_i · x_j) over the unmasked j,
     pooled Σ_j w_ij [z_j ⊕ x_j]; the heads are concatenated -> [C, heads · (dz + E)]. The 1/√a scale is ours (the
-    paper gives none); it keeps the initial logits of larger head sizes in the softmax's useful range. x_j [C,K,E]
-    are per-candidate extras of a slot (which search found it, whether it is the target item, its relevance): each
-    head learns a bias from them (w_i) and pools them beside z.
+    paper gives none); it keeps the initial logits of larger head sizes in the softmax's useful range. x_j are
+    per-candidate extras of a slot: the one-hot of its tag (which search found it, whether it is the target item;
+    ``tag_dim`` columns for tags 1..tag_dim, tag 0 = padding) and, when ``extra_dim`` > ``tag_dim``, its relevance;
+    each head learns a bias from them (w_i) and pools them beside z.
 
     Computed as z_j · (W_bi^T W_ai e_a): the projection is applied once per candidate and head instead of once per
     retrieved behaviour (the same function and parameters, K times fewer multiplications for W_b), and W_ai^T W_bi
-    is folded into one [da, heads·dz] matrix, so the candidate side is one matmul. The z of several candidates may
-    be shared: ``rows`` [C] picks each candidate's row of z (hard search: one row per retrieved list)."""
+    is folded into one [da, heads·dz] matrix, so the candidate side is one matmul. The extras are never materialised
+    as one-hot vectors: w_i · x_j is a lookup of the tag's column of w plus rel_j times the relevance column, and
+    the pooled one-hot is the sum of the weights per tag. z may hold each distinct retrieved behaviour once
+    ([R, dz]) with ``slot`` [C,K] saying which row fills each slot (one gather), or be given per slot ([C,K,dz])."""
 
-    def __init__(self, query_dim: int, z_dim: int, heads: int, head_dim: int, extra_dim: int = 0) -> None:
+    def __init__(self, query_dim: int, z_dim: int, heads: int, head_dim: int, extra_dim: int = 0,
+                 tag_dim: int | None = None) -> None:  # fmt: skip
         super().__init__()
         self.heads, self.head_dim, self.z_dim, self.extra_dim = heads, head_dim, z_dim, extra_dim
+        self.tag_dim = extra_dim if tag_dim is None else tag_dim
+        if not 0 <= extra_dim - self.tag_dim <= 1:
+            raise ValueError(f"extra_dim={extra_dim} must be tag_dim={self.tag_dim} or tag_dim + 1 (relevance)")
         self.w_a = nn.Linear(query_dim, heads * head_dim, bias=False)
         self.w_b = nn.Linear(z_dim, heads * head_dim, bias=False)
         self.w_x = nn.Linear(extra_dim, heads, bias=False) if extra_dim else None
 
-    def weights(
-        self, query: Tensor, z: Tensor, mask: Tensor, rows: Tensor | None = None, extra: Tensor | None = None
-    ) -> Tensor:
-        """The attention weights [C,H,K] (0 at padding) of ``forward``'s arguments."""
+    @property
+    def has_relevance(self) -> bool:
+        return self.extra_dim > self.tag_dim
+
+    def _slots(self, z: Tensor, slot: Tensor | None) -> Tensor:
+        """[C,K,dz]: z per slot (a gather of the distinct rows when ``slot`` is given)."""
+        if slot is None:
+            return z
+        c, k = slot.shape
+        return z.index_select(0, slot.reshape(-1)).view(c, k, self.z_dim)
+
+    def _scores(self, query: Tensor, z_c: Tensor, tag: Tensor | None, rel: Tensor | None) -> Tensor:
+        """Attention logits [C,H,K] before the mask."""
         c, h, a = query.shape[0], self.heads, self.head_dim
         w_a = self.w_a.weight.view(h, a, -1)  # [H,a,da]
         w_b = self.w_b.weight.view(h, a, self.z_dim)  # [H,a,dz]
         qmap = torch.bmm(w_a.transpose(1, 2), w_b).transpose(0, 1).reshape(-1, h * self.z_dim)  # [da, H·dz]
         qz = (query @ qmap).view(c, h, self.z_dim) / math.sqrt(a)  # [C,H,dz]
-        z_c = z if rows is None else z.index_select(0, rows)  # [C,K,dz]
         scores = torch.bmm(qz, z_c.transpose(1, 2))  # [C,H,dz] @ [C,dz,K] -> [C,H,K]
-        if self.w_x is not None:
-            if extra is None:
-                raise ValueError(f"this ESU takes {self.extra_dim} extras per slot; none were given")
-            scores = scores + self.w_x(extra).transpose(1, 2)  # + [C,K,H] -> [C,H,K]
-        return masked_softmax(scores, mask[:, None, :])  # [C,H,K]
+        if self.w_x is None:
+            return scores
+        if tag is None or (self.has_relevance and rel is None):
+            wanted = "tags and relevance" if self.has_relevance else "tags"
+            raise ValueError(f"this ESU takes {self.extra_dim} extras per slot ({wanted}); some were not given")
+        w = self.w_x.weight  # [H,E]
+        table = torch.nn.functional.pad(w[:, : self.tag_dim].T, (0, 0, 1, 0))  # [1+tag_dim, H]; row 0: padding
+        bias = torch.nn.functional.embedding(tag, table)  # [C,K,H] = w · onehot(tag)
+        if rel is not None and self.has_relevance:
+            bias = torch.addcmul(bias, rel[..., None], w[:, self.tag_dim])  # + rel · w_rel
+        return scores + bias.transpose(1, 2)
 
-    def forward(
-        self, query: Tensor, z: Tensor, mask: Tensor, rows: Tensor | None = None, extra: Tensor | None = None
-    ) -> Tensor:
-        """query [C,da], z [G,K,dz] (G = C when ``rows`` is None), mask [C,K], rows [C], extra [C,K,E]
-        -> [C, heads·(dz+E)]."""
+    def weights(self, query: Tensor, z: Tensor, mask: Tensor, slot: Tensor | None = None, tag: Tensor | None = None,
+                rel: Tensor | None = None) -> Tensor:  # fmt: skip
+        """The attention weights [C,H,K] (0 at padding) of ``forward``'s arguments."""
+        return masked_softmax(self._scores(query, self._slots(z, slot), tag, rel), mask[:, None, :])
+
+    def forward(self, query: Tensor, z: Tensor, mask: Tensor, slot: Tensor | None = None, tag: Tensor | None = None,
+                rel: Tensor | None = None) -> Tensor:  # fmt: skip
+        """query [C,da]; z [R,dz] with slot [C,K] (the row of each slot), or z [C,K,dz] when ``slot`` is None;
+        mask [C,K]; tag [C,K] int64 (0 = padding), rel [C,K] -> [C, heads·(dz+E)]."""
         c, h = query.shape[0], self.heads
-        z_c = z if rows is None else z.index_select(0, rows)  # [C,K,dz]
-        weights = self.weights(query, z, mask, rows, extra)  # [C,H,K]
+        z_c = self._slots(z, slot)  # [C,K,dz]
+        weights = masked_softmax(self._scores(query, z_c, tag, rel), mask[:, None, :])  # [C,H,K]
         pooled = torch.bmm(weights, z_c)  # [C,H,K] @ [C,K,dz] -> [C,H,dz]
         if self.w_x is not None:
-            assert extra is not None
-            pooled = torch.cat([pooled, torch.bmm(weights, extra)], dim=-1)  # [C,H,dz+E]
+            assert tag is not None
+            index = tag[:, None, :].expand(c, h, tag.shape[1])
+            by_tag = weights.new_zeros(c, h, 1 + self.tag_dim).scatter_add(2, index, weights)  # Σ_j w·onehot(tag_j)
+            parts = [pooled, by_tag[..., 1:]]
+            if rel is not None and self.has_relevance:
+                parts.append(torch.bmm(weights, rel[..., None]))  # [C,H,1]
+            pooled = torch.cat(parts, dim=-1)  # [C,H,dz+E]
         return pooled.reshape(c, h * (self.z_dim + self.extra_dim))
 
 
@@ -246,21 +276,15 @@ class CoActionUnit(nn.Module):
 
         Laid out feature-major ([C, d_i, S·O]) so that every layer is one contiguous matmul and nothing is copied.
         One user (serving): only its real behaviours are fed (padding dropped once), so nothing needs masking."""
+        if feed.shape[0] == 1:
+            return self._one_user(params, feed[0].index_select(0, mask[0].nonzero().squeeze(1)))
         c, (u, s, d0), o = params.shape[0], feed.shape, self.orders
         # tanh(x) = 2σ(2x) − 1, and torch's CPU tanh costs ~6 sigmoids: each layer carries g = tanh(x)/2 = σ(2x) − ½,
         # so layer i's doubled pre-activation is 2·W_i·tanh(x_{i−1}) = 4·W_i·g_{i−1}, and Σ tanh = 2·Σ g.
         w_t = [w.transpose(1, 2) * (2.0 if i == 0 else 4.0) for i, w in enumerate(self.weights(params))]
-        d1 = w_t[0].shape[1]  # w_t[i]: [C,d_{i+1},d_i], scaled
-        keep: Tensor | None = None  # [C,1,1,S] 1.0 at real behaviours, when padding is still in
-        if u == 1:  # one matmul for all candidates: [C·d1, d0] @ [d0, O·S']
-            real = feed[0].index_select(0, mask[0].nonzero().squeeze(1))  # [S',d0]
-            s = real.shape[0]
-            powers = torch.stack([real**k for k in range(1, o + 1)]).reshape(o * s, d0)  # [O·S',d0]
-            g = _half_tanh((w_t[0].reshape(c * d1, d0) @ powers.T).view(c, d1, o * s))  # [C,d1,O·S']
-        else:
-            powers = torch.stack([feed**k for k in range(1, o + 1)], dim=1).reshape(u, o * s, d0)  # [U,O·S,d0]
-            g = _half_tanh(torch.bmm(w_t[0], powers.index_select(0, user_of).transpose(1, 2)))  # [C,d1,O·S]
-            keep = per_candidate(mask, user_of).to(g.dtype)[:, None, None, :]
+        powers = torch.stack([feed**k for k in range(1, o + 1)], dim=1).reshape(u, o * s, d0)  # [U,O·S,d0]
+        g = _half_tanh(torch.bmm(w_t[0], powers.index_select(0, user_of).transpose(1, 2)))  # [C,d1,O·S]
+        keep = per_candidate(mask, user_of).to(g.dtype)[:, None, None, :]  # [C,1,1,S] 1.0 at real behaviours
         pooled = [self._pool(g, keep, s)]  # masked sum over S -> [C,d1,O]
         for w in w_t[1:]:
             g = _half_tanh(torch.bmm(w, g))  # [C,d_{i+1},O·S]
@@ -268,10 +292,37 @@ class CoActionUnit(nn.Module):
         out = torch.cat(pooled, dim=1).transpose(1, 2) * 2.0  # [C,O,Σdims[1:]]: per order, every layer's Σ tanh
         return out.reshape(c, self.out_dim)
 
-    def _pool(self, h: Tensor, keep: Tensor | None, s: int) -> Tensor:
-        """[C,d,O·S] -> [C,d,O]: sum over the behaviours (times ``keep`` [C,1,1,S] when given)."""
+    def _one_user(self, params: Tensor, real: Tensor) -> Tensor:
+        """One user's real behaviours ``real`` [S',d0] for every row of params [C,D'] -> [C, orders·Σdims[1:]].
+
+        With s_i = σ(2·x_i) (x_i layer i's pre-activation), tanh(x_i) = 2·s_i − 1, so layer i+1's doubled
+        pre-activation is 2·W·tanh(x_i) = 4·W·s_i − 2·W·1 (a per-row bias: one baddbmm, no pass over the [C,d,S'·O]
+        activations to centre them) and Σ_behaviours tanh(x_i) = 2·Σ s_i − S'. Layer 1 is ONE matmul for all rows:
+        [C·d1, d0] @ [d0, O·S']."""
+        c, (s, d0), o = params.shape[0], real.shape, self.orders
+        grad = params.requires_grad or real.requires_grad
+
+        def sigmoid(x: Tensor) -> Tensor:
+            return torch.sigmoid(x) if grad else x.sigmoid_()
+
+        weights = self.weights(params)  # [C,d_i,d_{i+1}] each
+        powers = torch.stack([real**k for k in range(1, o + 1)]).reshape(o * s, d0)  # [O·S',d0]
+        d1 = weights[0].shape[2]
+        first = weights[0].transpose(1, 2).reshape(c * d1, d0) * 2.0  # [C·d1,d0]
+        act = sigmoid(torch.mm(first, powers.T)).view(c, d1, o * s)  # s_1 [C,d1,O·S']
+        pooled = [act.view(c, d1, o, s).sum(-1)]  # Σ s per order [C,d1,O]
+        for w in weights[1:]:
+            w4 = w.transpose(1, 2) * 4.0  # [C,d_{i+1},d_i]
+            bias = (w4.sum(-1) * -0.5)[..., None]  # −2·W·1 [C,d_{i+1},1]
+            act = sigmoid(torch.baddbmm(bias, w4, act))  # s_{i+1} [C,d_{i+1},O·S']
+            pooled.append(act.view(c, act.shape[1], o, s).sum(-1))
+        out = torch.cat(pooled, dim=1).transpose(1, 2) * 2.0 - float(s)  # Σ tanh = 2·Σ s − S' [C,O,Σdims[1:]]
+        return out.reshape(c, self.out_dim)
+
+    def _pool(self, h: Tensor, keep: Tensor, s: int) -> Tensor:
+        """[C,d,O·S] -> [C,d,O]: sum over the behaviours, times ``keep`` [C,1,1,S]."""
         per_order = h.view(h.shape[0], h.shape[1], self.orders, s)  # [C,d,O,S]
-        return (per_order if keep is None else per_order * keep).sum(-1)
+        return (per_order * keep).sum(-1)
 
 
 def _half_tanh(doubled: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ search tag one-hot, and the relevance with item tables), F = statistics.
 
 User-side work (short keys, CAN feed powers, the k-part of DIN's attention) is computed once per user and
 broadcast over that user's candidates (a view when U == 1); the long branch's behaviour ⊕ time embeddings are
-computed once per distinct GSU row and read through ``long_of`` (hard search: one row per category), and only the
+computed once per distinct GSU row and read through a slot index (hard search: one row per category), and only the
 small per-candidate extras (tag, relevance) are per candidate. The model never trains itself: models/train.py owns
 the optimiser and the loss.
 """
@@ -50,24 +50,25 @@ class CandidateFree(NamedTuple):
     """The parts of a forward that do not depend on the candidate embedding h (RankerModel.context)."""
 
     short_seq: Tensor  # [U,S,d] short-term behaviour embeddings
-    long_z: Tensor | None  # [G,K,d+t] behaviour ⊕ time of each distinct GSU result row (SIM)
-    long_of: Tensor | None  # [C] the row of long_z of each candidate; None: row c is candidate c (G = C)
-    long_extra: Tensor | None  # [C,K,E] per-candidate extras of the retrieved slots (tag one-hot, relevance)
+    long_z: Tensor | None  # behaviour ⊕ time of the retrieved behaviours: [R,d+t] rows (long_slot) or [C,K,d+t]
+    long_slot: Tensor | None  # [C,K] the row of long_z filling each slot; None: long_z is per slot
     full_seq: Tensor | None  # [U,L,d] the whole sequence (din_long)
     coaction: Tensor | None  # [C, can_out] CAN's output (induced by the candidate's ids)
     stats: Tensor | None  # [C,F] standardised history statistics
 
     def take(self, rows: Tensor) -> CandidateFree:
-        """The per-candidate parts restricted to candidate ``rows`` (user-side parts and long_z shared)."""
-        long_of = None
-        if self.long_z is not None:
-            long_of = rows if self.long_of is None else self.long_of.index_select(0, rows)
+        """The per-candidate parts restricted to candidate ``rows`` (user-side parts and long_z's rows shared)."""
+        long_z, slot = self.long_z, self.long_slot
+        if long_z is not None:
+            if slot is None:  # per-slot z: make it rows + slots
+                c, k, dz = long_z.shape
+                long_z, slot = long_z.reshape(c * k, dz), torch.arange(c * k).view(c, k)
+            slot = slot.index_select(0, rows)
 
         def pick(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.index_select(0, rows)
 
-        return CandidateFree(self.short_seq, self.long_z, long_of, pick(self.long_extra), self.full_seq,
-                             pick(self.coaction), pick(self.stats))  # fmt: skip
+        return CandidateFree(self.short_seq, long_z, slot, self.full_seq, pick(self.coaction), pick(self.stats))
 
 
 class EmbeddingArch(nn.Module):
@@ -127,44 +128,46 @@ class ShortArch(nn.Module):
 
 
 class LongArch(nn.Module):
-    """SIM's ESU over the GSU's top-K behaviours of each candidate: z_j = e_j ⊕ time(now − ts_j) [·,K,d+t], plus
-    per-candidate extras x_j [C,K,E] (which search found the slot and whether it is the target item, one-hot; with
-    item tables the relevance); multi-head target attention with the candidate -> [C, heads·(d+t+E)].
+    """SIM's ESU over the GSU's top-K behaviours of each candidate: z_j = e_j ⊕ time(now − ts_j), plus per-candidate
+    extras of each slot (which search found it and whether it is the target item; with item tables the relevance);
+    multi-head target attention with the candidate -> [C, heads·(d+t+E)].
 
-    z does not depend on the candidate, only on the retrieved row, and with hard search every candidate of a
-    category retrieves the same row (500 candidates of a request: ~20 distinct rows). ``memory`` therefore embeds
-    each DISTINCT row once ([G,K,d+t]) and ``long_of`` [C] says which row a candidate reads, the way the short
-    branch shares its user-side work through ``user_of``. Rows are only compared when there are more candidates
-    than users (serving, simulation); training batches (one candidate per user) embed every row."""
+    z does not depend on the candidate, only on the retrieved behaviour, and the candidates of one request retrieve
+    many behaviours in common (hard search: one list per category; the hybrid search: the category's latest, the
+    user's favourites). ``memory`` therefore embeds each DISTINCT retrieved behaviour once and a slot index [C,K]
+    says which row of z fills each slot: for one user build_batch hands over the GSU's grouping by history position
+    (``Batch.long_rows`` / ``long_slot``); otherwise, when there are more candidates than users (the simulator),
+    equal rows of K are found here (``distinct_rows``); training batches (one candidate per user) embed every slot
+    ([C,K,d+t])."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.time = TimeBuckets(cfg.time_buckets, cfg.time_dim)
-        self.n_tags = N_TAGS
-        self.esu = MultiHeadTargetAttention(cfg.behavior_dim, cfg.z_dim, cfg.heads, cfg.head_dim, cfg.long_extras)
+        self.esu = MultiHeadTargetAttention(cfg.behavior_dim, cfg.z_dim, cfg.heads, cfg.head_dim, cfg.long_extras,
+                                            tag_dim=N_TAGS - 1)  # fmt: skip
         self.out_dim = cfg.long_dim
 
-    def memory(
-        self, emb: EmbeddingArch, item: Tensor, cat: Tensor, action: Tensor, dt: Tensor, share: bool
-    ) -> tuple[Tensor, Tensor | None]:
-        """item, cat, action, dt [C,K] -> (z [G,K,d+t], long_of [C] or None when G = C). ``share``: look for
-        candidates with identical rows."""
+    def memory(self, emb: EmbeddingArch, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        """-> (z, slot): z of the distinct retrieved behaviours ([R+1,d+t], build_batch's) or rows ([G·K,d+t]) and
+        slot [C,K]; or z [C,K,d+t] and None."""
+        if batch.long_slot is not None and batch.long_rows is not None:
+            item, cat, action, dt = batch.long_rows  # [R+1] each; column 0 is the padding
+            return torch.cat([emb.behaviors(item, cat, action), self.time(dt)], dim=-1), batch.long_slot
+        item, cat, action, dt = _need(batch, "long_item", "long_cat", "long_action", "long_dt")  # [C,K] each
+        share = batch.n_candidates > batch.n_users  # several candidates per user: rows may repeat
         groups = distinct_rows(item, cat, action, dt) if share else None
-        long_of = None
-        if groups is not None:
-            first, long_of = groups  # [G], [C]
-            item, cat, action, dt = (x.index_select(0, first) for x in (item, cat, action, dt))  # [G,K] each
+        if groups is None:
+            return torch.cat([emb.behaviors(item, cat, action), self.time(dt)], dim=-1), None  # [C,K,d+t]
+        first, row_of = groups  # [G], [C]
+        item, cat, action, dt = (x.index_select(0, first) for x in (item, cat, action, dt))  # [G,K] each
         z = torch.cat([emb.behaviors(item, cat, action), self.time(dt)], dim=-1)  # [G,K,d+t]
-        return z, long_of
+        g, k, dz = z.shape
+        return z.reshape(g * k, dz), row_of[:, None] * k + torch.arange(k)  # [G·K,d+t], [C,K]
 
-    def extras(self, tag: Tensor, rel: Tensor | None) -> Tensor:
-        """tag [C,K] int64, rel [C,K] float or None -> x [C,K,E]: the tag one-hot (padding: all zero) ⊕ rel."""
-        onehot = torch.nn.functional.one_hot(tag, self.n_tags)[..., 1:].to(torch.float32)  # [C,K,E_tag]
-        return onehot if rel is None else torch.cat([onehot, rel[..., None]], dim=-1)
-
-    def forward(self, cand: Tensor, z: Tensor, long_of: Tensor | None, extra: Tensor, mask: Tensor) -> Tensor:
-        """cand [C,d], z [G,K,d+t], long_of [C] (None: G = C), extra [C,K,E], mask [C,K] -> [C, heads·(d+t+E)]."""
-        out: Tensor = self.esu(cand, z, mask, long_of, extra)
+    def forward(self, cand: Tensor, z: Tensor, slot: Tensor | None, mask: Tensor, tag: Tensor,
+                rel: Tensor | None) -> Tensor:  # fmt: skip
+        """cand [C,d], z [R,d+t] + slot [C,K] (or z [C,K,d+t], slot None), mask/tag/rel [C,K] -> [C, heads·(d+t+E)]."""
+        out: Tensor = self.esu(cand, z, mask, slot, tag, rel)
         return out
 
 
@@ -201,21 +204,24 @@ class CoActionArch(nn.Module):
         self.out_dim = cfg.can_out_dim
 
     def forward(self, cand_item: Tensor, cand_cat: Tensor, feed: Tensor, mask: Tensor, user_of: Tensor) -> Tensor:
-        """cand_item [C], cand_cat [C], feed [U,S,item_dim], mask [U,S], user_of [C] -> [C, out_dim]."""
-        parts = [self._induce(self.induce_item, cand_item, feed, mask, user_of)]  # [C, orders·Σdims]
-        if self.induce_cat is not None:
-            parts.append(self._induce(self.induce_cat, cand_cat, feed, mask, user_of))
-        return torch.cat(parts, dim=-1)
+        """cand_item [C], cand_cat [C], feed [U,S,item_dim], mask [U,S], user_of [C] -> [C, out_dim].
 
-    def _induce(self, table: nn.Embedding, ids: Tensor, feed: Tensor, mask: Tensor, user_of: Tensor) -> Tensor:
-        """One user (serving): run the unit once per distinct id (a request's 500 candidates span few categories)
-        and gather; several users: once per row."""
-        if feed.shape[0] != 1:
-            out: Tensor = self.unit(table(ids), feed, mask, user_of)
-            return out
-        distinct, inverse = torch.unique(ids, return_inverse=True)
-        pooled: Tensor = self.unit(table(distinct), feed, mask, user_of.new_zeros(distinct.shape[0]))  # [n, out]
-        return pooled.index_select(0, inverse)
+        Both induction tables run through ONE unit call (their rows stacked). One user (serving): once per distinct
+        id of each table (a request's 500 candidates span few categories), then gathered; several users: per row."""
+        pairs = [(self.induce_item, cand_item)] + ([(self.induce_cat, cand_cat)] if self.induce_cat is not None else [])
+        c = cand_item.shape[0]
+        if feed.shape[0] == 1:
+            distinct = [torch.unique(ids, return_inverse=True) for _, ids in pairs]
+            params = torch.cat([table(ids) for (table, _), (ids, _) in zip(pairs, distinct, strict=True)])
+            pooled: Tensor = self.unit(params, feed, mask, user_of.new_zeros(params.shape[0]))  # [Σn, out]
+            parts, start = [], 0
+            for ids, inverse in distinct:
+                parts.append(pooled[start : start + ids.shape[0]].index_select(0, inverse))  # [C, out]
+                start += ids.shape[0]
+            return torch.cat(parts, dim=-1)
+        params = torch.cat([table(ids) for table, ids in pairs])  # [T·C, D']
+        pooled = self.unit(params, feed, mask, user_of.repeat(len(pairs)))  # [T·C, out]
+        return pooled.view(len(pairs), c, -1).transpose(0, 1).reshape(c, -1)
 
 
 class StatsArch(nn.Module):
@@ -303,13 +309,9 @@ class RankerModel(nn.Module):
         embeddings of each branch and CAN's co-action output (induced by the candidate's ids, not by h)."""
         emb = self.embedding
         short_seq = emb.behaviors(batch.short_item, batch.short_cat, batch.short_action)  # [U,S,d]
-        long_z = long_of = long_extra = full_seq = coaction = stats = None
+        long_z = long_slot = full_seq = coaction = stats = None
         if self.long is not None:
-            item, cat, action, dt, tag = _need(batch, "long_item", "long_cat", "long_action", "long_dt", "long_tag")
-            share = batch.n_candidates > batch.n_users  # several candidates per user: rows may repeat
-            long_z, long_of = self.long.memory(emb, item, cat, action, dt, share)  # [G,K,d+t], [C] or None
-            rel = _need(batch, "long_rel")[0] if self.config.vocabulary else None
-            long_extra = self.long.extras(tag, rel)  # [C,K,E]
+            long_z, long_slot = self.long.memory(emb, batch)  # [R,d+t] + [C,K], or [C,K,d+t] + None
         if self.full is not None:
             item, cat, action = _need(batch, "full_item", "full_cat", "full_action")
             full_seq = emb.behaviors(item, cat, action)  # [U,L,d]
@@ -318,7 +320,7 @@ class RankerModel(nn.Module):
             coaction = self.coaction(batch.cand_item, batch.cand_cat, feed, batch.short_mask, batch.user_of)
         if self.stats is not None:
             stats = self.stats(_need(batch, "cand_stats")[0])  # [C,F]
-        return CandidateFree(short_seq, long_z, long_of, long_extra, full_seq, coaction, stats)
+        return CandidateFree(short_seq, long_z, long_slot, full_seq, coaction, stats)
 
     def over_input(self, batch: Batch, cand: Tensor, ctx: CandidateFree | None = None) -> Tensor:
         """The OverArch's input [C, in] for candidate embeddings ``cand`` [C,d] (normally
@@ -329,9 +331,10 @@ class RankerModel(nn.Module):
         ctx = self.context(batch) if ctx is None else ctx
         parts = [cand, self.short(cand, ctx.short_seq, batch.short_mask, batch.user_of)]  # [C,d] each
         if self.long is not None:
-            (mask,) = _need(batch, "long_mask")
-            assert ctx.long_z is not None and ctx.long_extra is not None
-            parts.append(self.long(cand, ctx.long_z, ctx.long_of, ctx.long_extra, mask))  # [C, heads·(d+t+E)]
+            mask, tag = _need(batch, "long_mask", "long_tag")
+            rel = _need(batch, "long_rel")[0] if self.config.vocabulary else None
+            assert ctx.long_z is not None
+            parts.append(self.long(cand, ctx.long_z, ctx.long_slot, mask, tag, rel))  # [C, heads·(d+t+E)]
         if self.full is not None:
             (mask,) = _need(batch, "full_mask")
             assert ctx.full_seq is not None
@@ -360,9 +363,10 @@ def attention(model: RankerModel, batch: Batch) -> Attention:
             short = model.short.attention.weights(cand, ctx.short_seq, batch.short_mask, batch.user_of)  # [C,S]
         long = None
         if model.long is not None:
-            (mask,) = _need(batch, "long_mask")
+            mask, tag = _need(batch, "long_mask", "long_tag")
+            rel = _need(batch, "long_rel")[0] if model.config.vocabulary else None
             assert ctx.long_z is not None
-            long = model.long.esu.weights(cand, ctx.long_z, mask, ctx.long_of, ctx.long_extra)  # [C,H,K]
+            long = model.long.esu.weights(cand, ctx.long_z, mask, ctx.long_slot, tag, rel)  # [C,H,K]
     return Attention(short, long)
 
 

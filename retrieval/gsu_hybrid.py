@@ -18,22 +18,21 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from retrieval.events import Behaviors
-from retrieval.gsu import HardSearch, Retrieved, SoftSearch, gather
+from retrieval.gsu import HardSearch, History, Retrieved, SoftSearch, gather
 from retrieval.gsu_kinds import KIND_CATEGORY, KIND_ITEM, KIND_SOFT
+from retrieval.history_view import HistoryView
 from retrieval.item_index import ItemIndex
-from retrieval.lookup import find
 
 I64 = npt.NDArray[np.int64]
 
 
-def item_hits(history: Behaviors, cand_items: I64, k: int) -> I64:
+def item_hits(history: History, cand_items: I64, k: int) -> I64:
     """[C, k] positions of each candidate item's latest k behaviours in ``history``, most recent first (-1 pad)."""
     out = np.full((len(cand_items), k), -1, dtype=np.int64)
     if k == 0 or len(history) == 0 or len(cand_items) == 0:
         return out
     distinct, inverse = np.unique(cand_items, return_inverse=True)
-    which, position = find(np.ascontiguousarray(history["item_id"]).astype(np.int64, copy=False), distinct)
+    which, position = HistoryView.of(history).find_items(distinct)
     if len(which) == 0:
         return out
     order = np.lexsort((-position, which))  # by item, newest first
@@ -75,13 +74,14 @@ class HybridSearch:
         self.soft = soft
         self.hard = HardSearch(k)
 
-    def search(self, history: Behaviors, cand_items: npt.ArrayLike, cand_cats: npt.ArrayLike) -> Retrieved:
+    def search(self, history: History, cand_items: npt.ArrayLike, cand_cats: npt.ArrayLike) -> Retrieved:
         items = np.asarray(cand_items, dtype=np.int64).reshape(-1)
         cats = np.asarray(cand_cats, dtype=np.int64).reshape(-1)
         k, c = self.k, len(items)
+        history = HistoryView.of(history)
         hits = item_hits(history, items, self.max_item_hits)  # [C, h]
         n_hits = (hits >= 0).sum(axis=1)
-        h_items = np.ascontiguousarray(history["item_id"]).astype(np.int64, copy=False)
+        h_items = history.items
 
         def other_items(index: I64) -> tuple[I64, I64]:  # drop the target item's own behaviours, compact
             safe = np.maximum(index, 0)

@@ -11,12 +11,14 @@ caller (the model config).
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from retrieval.hashing import bucket
+from retrieval.lookup import IdIndex
 
 I64 = npt.NDArray[np.int64]
 
@@ -44,6 +46,11 @@ class Vocabulary:
         known = values[counts >= min_count]
         return cls(known, overflow if overflow is not None else max(64, len(known) // 8))
 
+    @cached_property
+    def _index(self) -> IdIndex:
+        """The known ids' hash index, built on first use (a lookup is O(n), not n binary searches)."""
+        return IdIndex(self.known)
+
     @property
     def n_known(self) -> int:
         return int(self.known.size)
@@ -58,11 +65,9 @@ class Vocabulary:
         values = np.asarray(ids, dtype=np.int64)
         if self.n_known == 0:
             return bucket(values, self.overflow + 1)
-        pos = np.searchsorted(self.known, values)
-        hit = self.known[np.minimum(pos, self.n_known - 1)] == values
-        out = (pos + 1).astype(np.int64)
-        if not hit.all():
-            miss = ~hit
+        out = self._index.get(values) + 1  # 0 where unknown
+        miss = out == 0
+        if miss.any():
             out[miss] = self.n_known + bucket(values[miss], self.overflow + 1)  # in [n_known + 1, n_known + overflow]
         return out
 

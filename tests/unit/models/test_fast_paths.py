@@ -12,7 +12,7 @@ import torch
 
 from models.age import AGEParams, explore, take_candidates
 from models.features import Batch, build_batch
-from models.layers import CoActionUnit, TargetAttention, distinct_rows, masked_softmax
+from models.layers import CoActionUnit, MultiHeadTargetAttention, TargetAttention, distinct_rows, masked_softmax
 from models.ranker import RankerModel
 from models.testing import NOW, gsu_of, history, lookups_of, tiny
 from retrieval.gsu import HardSearch
@@ -23,7 +23,7 @@ USER_SIDE = ("now", "short_item", "short_cat", "short_action", "short_mask",
 
 def per_candidate_users(batch: Batch) -> Batch:
     """The same rows with one user row per candidate (U = C): nothing is shared, every plain path runs."""
-    out = dataclasses.replace(batch, user_of=torch.arange(batch.n_candidates))
+    out = dataclasses.replace(batch, user_of=torch.arange(batch.n_candidates), long_rows=None, long_slot=None)
     for name in USER_SIDE:
         value = getattr(batch, name)
         if value is not None:
@@ -73,14 +73,23 @@ def test_distinct_rows_groups_exactly_the_equal_rows() -> None:
 def test_shared_long_rows_give_the_per_candidate_logits(variant: str, lengths: tuple[int, ...]) -> None:
     model, batch = served_batch(variant, lengths)
     assert model.long is not None and batch.long_item is not None and batch.long_mask is not None
+    # one user: build_batch hands over the distinct behaviours (the GSU's positions); several: the model groups rows
+    assert (batch.long_rows is not None) == (len(lengths) == 1) == (batch.long_slot is not None)
+    if batch.long_rows is not None and batch.long_slot is not None:
+        cols = (batch.long_item, batch.long_cat, batch.long_action, batch.long_dt)
+        for row, col in zip(batch.long_rows, cols, strict=True):
+            assert torch.equal(row[batch.long_slot], col)
+        assert torch.equal(batch.long_slot == 0, ~batch.long_mask) and not batch.long_rows[:, 0].any()
+        assert batch.long_rows.shape[1] <= 1 + int(batch.long_mask.sum())  # each retrieved behaviour at most once
     ctx = model.context(batch)
-    assert ctx.long_of is not None and ctx.long_z is not None
-    assert ctx.long_z.shape[0] < batch.n_candidates  # rows are shared
+    assert ctx.long_slot is not None and ctx.long_z is not None
+    c, k = batch.long_mask.shape
+    assert ctx.long_slot.shape == (c, k) and ctx.long_z.shape[0] < c * k  # rows are shared
     assert not batch.long_mask[3].any()  # category 4 retrieves nothing
-    # z of the distinct rows, read through long_of, is exactly z of every row
-    cols = (batch.long_item, batch.long_cat, batch.long_action, batch.long_dt)
-    plain_z, plain_of = model.long.memory(model.embedding, *cols, share=False)  # type: ignore[arg-type]
-    assert plain_of is None and torch.equal(ctx.long_z.index_select(0, ctx.long_of), plain_z)
+    # z of the distinct rows, read through the slots, is exactly z of every slot (one user row per candidate)
+    plain_z, plain_slot = model.long.memory(model.embedding, per_candidate_users(batch))
+    assert plain_slot is None and plain_z.shape[:2] == (c, k)
+    assert torch.equal(ctx.long_z.index_select(0, ctx.long_slot.reshape(-1)).view(plain_z.shape), plain_z)
     with torch.inference_mode():
         shared = model(batch).logits
         plain = model(per_candidate_users(batch)).logits
@@ -88,11 +97,37 @@ def test_shared_long_rows_give_the_per_candidate_logits(variant: str, lengths: t
     torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-6)
 
 
-def test_age_reads_shared_rows_of_the_candidates_it_moves() -> None:
-    model, batch = served_batch("sim_can", (40, 5))
+def test_per_category_lists_are_not_taken_for_history_positions() -> None:
+    """HardSearch.search_lists gives positions inside each category's list, so equal positions of two categories
+    are different behaviours: build_batch must not share them (the model groups equal rows itself instead)."""
+    torch.manual_seed(0)
+    cfg = tiny("sim_hard", gsu="hard")
+    model = RankerModel(cfg).eval()
+    h = history(np.random.default_rng(1), 60)
+    cats = np.array([0, 1, 0, 2, 1, 3], dtype=np.int64)
+    items = np.arange(6, dtype=np.int64)
+    lists = {int(cat): h[h["category_id"] == cat] for cat in np.unique(h["category_id"])}
+    found = HardSearch(cfg.long_k).search_lists(lists, items, cats)
+    owner, lookups = np.zeros(6, dtype=np.int64), lookups_of(cfg)
+    batch = build_batch([h], owner, items, cats, NOW, cfg, retrieved=[found], lookups=lookups)
+    assert batch.long_rows is None and batch.long_slot is None
+    direct = build_batch([h], owner, items, cats, NOW, cfg, HardSearch(cfg.long_k), lookups=lookups)
+    assert direct.long_rows is not None  # the same selection by history positions is shared
+    with torch.inference_mode():
+        want = model(per_candidate_users(batch)).logits
+        torch.testing.assert_close(model(batch).logits, want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model(direct).logits, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("lengths", [(40, 5), (40,)])
+def test_age_reads_shared_rows_of_the_candidates_it_moves(lengths: tuple[int, ...]) -> None:
+    """Rows grouped by the model (several users) or handed over by build_batch (one user): a subset of the
+    candidates reads the same rows, and exploration scores as with nothing shared."""
+    model, batch = served_batch("sim_can", lengths)
+    assert (batch.long_rows is not None) == (len(lengths) == 1)
     ctx = model.context(batch)
-    assert ctx.long_of is not None
-    rows = torch.tensor([5, 0, 3, 12])
+    assert ctx.long_slot is not None
+    rows = torch.tensor([5, 0, 3, 6])
     cand = model.embedding.candidate(batch.cand_item, batch.cand_cat)
     with torch.no_grad():
         whole = model.over_input(batch, cand, ctx)
@@ -131,6 +166,57 @@ def test_one_user_without_behaviours_attends_to_nothing() -> None:
     assert out.shape == (3, 4) and torch.all(out == 0)
     (grad,) = torch.autograd.grad(out.sum(), query)
     assert torch.all(grad == 0)
+
+
+def reference_esu(esu: MultiHeadTargetAttention, query: torch.Tensor, z: torch.Tensor, mask: torch.Tensor,
+                  tag: torch.Tensor, rel: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    """SIM's ESU as written, per head, with the extras materialised: x_j = onehot(tag_j)[1:] ⊕ rel_j,
+    head_i = softmax_j((W_bi z_j) · (W_ai q) / √a + w_i · x_j), pooled Σ_j w_ij [z_j ⊕ x_j]."""
+    x = torch.nn.functional.one_hot(tag, esu.tag_dim + 1)[..., 1:].to(z.dtype)  # [C,K,tag_dim]
+    if rel is not None:
+        x = torch.cat([x, rel[..., None]], dim=-1)  # [C,K,E]
+    heads = []
+    for i in range(esu.heads):
+        rows = slice(i * esu.head_dim, (i + 1) * esu.head_dim)
+        q = query @ esu.w_a.weight[rows].T  # [C,a]
+        k = z @ esu.w_b.weight[rows].T  # [C,K,a]
+        assert esu.w_x is not None
+        logits = (k @ q[:, :, None]).squeeze(-1) / math.sqrt(esu.head_dim) + x @ esu.w_x.weight[i]  # [C,K]
+        logits = logits.masked_fill(~mask, float("-inf"))
+        w = torch.nan_to_num(torch.softmax(logits, dim=-1))  # all-padding rows: 0
+        heads.append((w[:, :, None] * torch.cat([z, x], dim=-1)).sum(1))  # [C,dz+E]
+    return torch.cat(heads, dim=-1)
+
+
+@pytest.mark.parametrize("relevance", [False, True])
+def test_esu_with_slot_rows_and_tag_lookups_equals_the_one_hot_reference(relevance: bool) -> None:
+    """The ESU's fast form (z as distinct rows + a slot index, tags looked up instead of one-hot extras, the pooled
+    one-hot as a sum per tag) is the ESU with materialised extras, values and gradients."""
+    torch.manual_seed(0)
+    c, k, dz, tags = 5, 6, 7, 4
+    esu = MultiHeadTargetAttention(3, dz, heads=2, head_dim=4, extra_dim=tags + relevance, tag_dim=tags)
+    rows = torch.randn(9, dz, dtype=torch.float64, requires_grad=True)  # [R,dz] distinct behaviours
+    slot = torch.randint(0, 9, (c, k))
+    mask = torch.rand(c, k) > 0.3
+    mask[2] = False  # a candidate that retrieved nothing
+    tag = torch.where(mask, torch.randint(1, tags + 1, (c, k)), 0)
+    rel = torch.where(mask, torch.randn(c, k, dtype=torch.float64), 0.0) if relevance else None
+    query = torch.randn(c, 3, dtype=torch.float64, requires_grad=True)
+    esu = esu.double()
+    got = esu(query, rows, mask, slot, tag, rel)
+    per_slot = esu(query, rows[slot], mask, None, tag, rel)  # z given per slot [C,K,dz]
+    want = reference_esu(esu, query, rows[slot], mask, tag, rel)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(per_slot, want)
+    assert torch.all(got[2] == 0)
+    probe = torch.randn_like(want)
+    leaves = [query, rows, *esu.parameters()]
+    grads_got = torch.autograd.grad((got * probe).sum(), leaves)
+    grads_want = torch.autograd.grad((want * probe).sum(), leaves)
+    for a, b in zip(grads_got, grads_want, strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="extras per slot"):
+        esu(query, rows, mask, slot, None, rel)
 
 
 def reference_coaction(

@@ -24,11 +24,18 @@ def test_measure_reports_the_fixed_fields() -> None:
     finally:
         torch.set_num_threads(threads[0])
         faiss.omp_set_num_threads(threads[1])
-    assert set(out) == {"forward_p50_ms", "forward_only_p50_ms", "explore_p50_ms", "explore_ratio",
-                        "full_attention_p50_ms", "speedup_vs_full_attention"}  # fmt: skip
-    for key in ("forward_p50_ms", "forward_only_p50_ms", "full_attention_p50_ms", "speedup_vs_full_attention",
-                "explore_p50_ms", "explore_ratio"):
-        assert math.isfinite(out[key]) and out[key] > 0
+    timed = ("forward_p50_ms", "forward_only_p50_ms", "build_ms", "build_ms_hard", "gsu_ms", "gsu_hard_ms", "stats_ms",
+             "explore_p50_ms", "full_attention_p50_ms")  # fmt: skip
+    ratios = ("stats_search_share", "explore_ratio", "speedup_vs_full_attention", "matmul_gflops", "floor_ms",
+              "floor_ratio")  # fmt: skip
+    described = ("flops", "history", "length", "distinct_items", "candidates", "k", "threads", "load_avg_1m")
+    assert set(out) == {*timed, *ratios, *described}
+    for key in (*timed, *ratios):
+        assert math.isfinite(out[key]) and out[key] > 0, key
+    assert isinstance(out["flops"], int) and out["flops"] > 0
+    assert out["floor_ms"] == pytest.approx(out["flops"] / (out["matmul_gflops"] * 1e6), rel=0.05)
+    assert out["floor_ratio"] == pytest.approx(out["forward_only_p50_ms"] / out["floor_ms"], rel=0.05)
+    assert (out["length"], out["candidates"], out["k"], out["threads"]) == (3000, 30, 8, 1)
 
 
 def test_bad_flag_is_named() -> None:
