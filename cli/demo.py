@@ -6,8 +6,8 @@ sqlite file). Each step runs through the same CLI verbs a user would type, in th
     longrank train --data var/demo/ml100k --model sim_can --out var/demo/artifact
     longrank ingest var/demo/ml100k --store $LONGRANK_STORE_URL
 
-With --if-missing, a step whose output exists is skipped (the artifact has a manifest; the store already holds
-MovieLens user "1"), so a second `make serve` starts within seconds.
+With --if-missing, a step whose output exists is skipped (an artifact of this build's format whose files match its
+manifest; the store already holds MovieLens user "1"), so a second `make serve` starts within seconds.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     data, artifact = base / "ml100k", base / "artifact"
     steps: list[tuple[str, bool, list[str]]] = [
         ("data", (data / "meta.json").exists(), ["data", "ml100k", "--out", str(data)]),
-        ("train", (artifact / "manifest.json").exists(),
+        ("train", _artifact_current(artifact),
          ["train", "--data", str(data), "--model", "sim_can", "--out", str(artifact), "--epochs", str(args.epochs)]),
         ("ingest", _store_has_demo(settings.store_url), ["ingest", str(data), "--store", settings.store_url]),
     ]
@@ -55,6 +55,20 @@ def run(args: argparse.Namespace) -> int:
             return code
     print(f"longrank demo: ready — artifact {artifact}, store {settings.store_url}", file=sys.stderr)
     return 0
+
+
+def _artifact_current(path: Path) -> bool:
+    """An artifact this build can serve is there (an older format, e.g. from before an upgrade, is rebuilt)."""
+    from models.artifacts import ArtifactError, read_manifest
+
+    if not (path / "manifest.json").exists():
+        return False
+    try:
+        read_manifest(path)
+    except ArtifactError as exc:
+        print(f"longrank demo: {path} is not servable by this build, retraining: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _store_has_demo(url: str) -> bool:

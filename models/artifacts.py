@@ -46,7 +46,8 @@ from retrieval.item_index import ItemIndex, ItemIndexError
 from retrieval.item_tables import TABLES_FILE, VOCAB_FILE, ItemTables, ItemTablesError
 from retrieval.vocabulary import Vocabulary, VocabularyError
 
-FORMAT_VERSION = 2  # 2: item tables and vocabularies, statistics, hybrid search (1: hashed ids, trained soft GSU)
+FORMAT_VERSION = 3  # 3: the statistics' quantile encoding; 2: item tables, vocabularies, statistics, hybrid search;
+#                    1: hashed ids, trained soft GSU
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"

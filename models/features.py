@@ -259,7 +259,8 @@ def _long_tensors(
         columns = _slot_features(items, cats, acts, ts, mask, now[user_of][:, None], config, lookups)  # [C,K] each
     else:  # the features of each distinct behaviour once, then per slot
         raw, slot = shared  # [4,R+1], [C,K]
-        per_row = _slot_features(*raw, np.arange(raw.shape[1]) > 0, now[0], config, lookups)  # [R+1] each
+        r_items, r_cats, r_acts, r_ts = raw  # [R+1] each; column 0 is the padding
+        per_row = _slot_features(r_items, r_cats, r_acts, r_ts, np.arange(raw.shape[1]) > 0, now[0], config, lookups)
         columns = tuple(row[slot] for row in per_row)
     item_rows = columns[0]
     tag = np.where(mask, 1 + 2 * kind + (items == cand_items[:, None]), 0)

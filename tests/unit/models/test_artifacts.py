@@ -167,3 +167,13 @@ def test_save_refuses_a_non_empty_directory_unless_asked(saved: tuple[Path, Rank
                 item_index=index) != version  # curves.png is gone
     assert not (out / "curves.png").exists()
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []  # no temp dirs left
+
+
+def test_the_demo_rebuilds_an_artifact_of_an_older_format(saved: tuple[Path, RankerModel, str]) -> None:
+    from cli.demo import _artifact_current
+
+    out, _, _ = saved
+    assert _artifact_current(out)
+    rewrite_manifest(out, format_version=artifacts.FORMAT_VERSION - 1)  # what an earlier build wrote
+    assert not _artifact_current(out)
+    assert not _artifact_current(out.parent / "nothing-here")
