@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from retrieval.events import BEHAVIOR_DTYPE, Behaviors
-from retrieval.history_stats import NEVER_DAYS, StatsSpec, history_stats, stat_names
+from retrieval.history_stats import BLOCK, NEAR, NEVER_DAYS, REPEAT, StatsSpec, history_stats, stat_names
 from retrieval.item_graph import fit_item_tables
 
 DAY = 86_400
@@ -97,3 +97,35 @@ def test_graph_neighbours_and_vectors_find_the_co_engaged_item(tables) -> None: 
     assert seen[0] > 0 and seen[1] == 0 and count[0] > count[1]  # item 2's neighbour 1 is in the history
     near = out[:, names.index("vec_repeat_max")]
     assert near[0] > near[1]  # item 2 is closer to the re-engaged item 1 than item 9 is
+
+
+def _vector_stats_by_definition(tables, items: list[int], history: Behaviors, recent: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The vec_* statistics as the module docstring defines them, one candidate at a time (the reference)."""
+    h_items = history["item_id"].astype(np.int64)
+    distinct, counts = np.unique(tables.vocab.rows(h_items), return_counts=True)
+    vec = tables.vectors
+    rows = []
+    for item in items:
+        t = tables.vocab.rows([item])[0]
+        sims = np.array([-1.0 if r == t else float(vec[t] @ vec[r]) for r in distinct])
+        rep = np.where(counts >= REPEAT, sims, -1.0)
+        taste = (vec[distinct] * np.where(counts >= REPEAT, counts, 0)[:, None]).sum(axis=0)
+        now = vec[tables.vocab.rows(h_items[-recent:])].mean(axis=0)
+        cos = [float(vec[t] @ d / np.linalg.norm(d)) if np.linalg.norm(d) > 1e-9 else 0.0 for d in (taste, now)]
+        rows.append([rep.max(), np.sort(rep)[-3:].mean(), np.log1p((counts * np.maximum(sims - NEAR, 0)).sum()),
+                     np.sort(sims)[-5:].mean(), *cos])  # fmt: skip
+    return np.array(rows)
+
+
+def test_vector_statistics_match_their_definition_across_blocks() -> None:
+    rng = np.random.default_rng(5)
+    histories = [behaviours([(int(i), int(i) % 7, 1, int(rng.integers(0, 4))) for i in rng.zipf(1.3, 400) % 300])
+                 for _ in range(6)]  # fmt: skip
+    tables = fit_item_tables(histories, strong_action=2, window=3, neighbours=4, dim=6)
+    history = histories[0]
+    known = tables.vocab.known
+    items = [int(i) for i in rng.choice(known, BLOCK * 2 + 5)]  # more candidates than a block, targets in history
+    out = history_stats(history, items, [i % 7 for i in items], NOW, SPEC, tables)
+    names = stat_names(SPEC, True)
+    got = out[:, [names.index(n) for n in names if n.startswith("vec_")]]
+    np.testing.assert_allclose(got, _vector_stats_by_definition(tables, items, history, SPEC.windows[0]), atol=2e-5)
