@@ -29,7 +29,7 @@ import math
 import ssl
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
@@ -276,6 +276,25 @@ def run_load(config: LoadConfig, bodies: Sequence[bytes] | None = None, progress
     measured = slice(config.warmup_requests, config.total_requests)
     latency, status, lag = latency[measured], status[measured], lag[measured]
     return RunOutcome(summarize(config, latency, status, lag), latency, status, lag)
+
+
+SUSTAINED_P99_MS = 60.0  # a rate is sustained when its 2xx p99 is at most this ...
+SUSTAINED_OK = 0.999  # ... and at least this share of its requests were answered 2xx
+
+
+def sustained_rps(summaries: Sequence[Mapping[str, object]], p99_ms: float = SUSTAINED_P99_MS,
+                  min_ok: float = SUSTAINED_OK) -> float | None:  # fmt: skip
+    """The highest offered rate of a sweep whose 2xx p99 is <= ``p99_ms`` with >= ``min_ok`` of its requests 2xx
+    (None when no rate qualifies). Each rate is judged on its own: a sweep is not assumed to degrade monotonically."""
+    best: float | None = None
+    for summary in summaries:
+        p99, ok, requests = summary.get("p99_ms"), summary.get("ok"), summary.get("requests")
+        if not isinstance(p99, (int, float)) or not isinstance(ok, int) or not isinstance(requests, int):
+            continue
+        rate = summary.get("offered_rps")
+        if requests > 0 and p99 <= p99_ms and ok / requests >= min_ok and isinstance(rate, (int, float)):
+            best = float(rate) if best is None else max(best, float(rate))
+    return best
 
 
 def sweep(config: LoadConfig, rates: Sequence[float], progress: bool | None = None) -> list[RunOutcome]:

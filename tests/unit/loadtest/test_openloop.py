@@ -28,6 +28,7 @@ from loadtest.openloop import (
     check_target,
     percentiles,
     run_load,
+    sustained_rps,
     sweep,
 )
 from loadtest.payloads import PayloadSpec, body_dicts, make_bodies
@@ -253,3 +254,31 @@ def test_user_ids_can_be_zero_padded_to_match_synthetic_ids() -> None:
     ids = {b["user_id"] for b in body_dicts(PayloadSpec(users=200, user_width=6, candidates=3, items=10), 50)}
     assert all(isinstance(u, str) and len(u) == 7 and u.startswith("u") and u[1:].isdigit() for u in ids)
     assert any(int(str(u)[1:]) >= 10 for u in ids)
+
+
+def _summary(rate: float, p99: float | None, ok: int, requests: int = 1000) -> dict[str, object]:
+    return {"offered_rps": rate, "p99_ms": p99, "ok": ok, "requests": requests}
+
+
+def test_sustained_rps_is_the_highest_rate_within_p99_and_success() -> None:
+    runs = [_summary(50, 20.0, 1000), _summary(100, 59.9, 999), _summary(150, 61.0, 1000), _summary(200, 30.0, 998)]
+    assert sustained_rps(runs) == 100.0  # 150: p99 over 60 ms; 200: 99.8% 2xx
+    assert sustained_rps([_summary(100, 59.0, 1000), _summary(50, 70.0, 1000)]) == 100.0  # judged rate by rate
+    assert sustained_rps([_summary(10, None, 0), _summary(20, 80.0, 1000)]) is None
+
+
+def test_cli_sweep_prints_sustained_rps_and_pins_the_generator(server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    cpu = min(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    try:
+        code = main(["loadtest", "--url", server, "--rates", "20,40", "--duration", "0.5", "--warmup", "0", "--json",
+                     "--candidates", "12", "--users", "30", "--timeout", "0.15", "--no-progress",
+                     "--generator-cpus", str(cpu)])  # fmt: skip
+        assert os.sched_getaffinity(0) == {cpu}
+    finally:
+        os.sched_setaffinity(0, before)
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["sustained_rps"] == sustained_rps(result["runs"])
+    assert main(["loadtest", "--url", server, "--rate", "5", "--generator-cpus", "4096"]) == 2
+    assert "--generator-cpus [4096]" in capsys.readouterr().err
