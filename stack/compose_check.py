@@ -279,7 +279,7 @@ def run_check(args: argparse.Namespace, report: Report) -> None:
             stack.wait_healthy("ranker", 300)
         with report.step("rank", "POST /v1/rank on the published port"):
             rank(http, stack.url("RANKER_HOST_PORT"))
-        event = {"user_id": "1", "item_id": 1500, "category_id": 8, "ts": int(time.time()), "action": 5,
+        event = {"user_id": "1", "item_id": 1500, "category_id": 5, "ts": int(time.time()), "action": 5,
                  "event_id": f"compose-check-{uuid.uuid4().hex}"}
         with report.step("event", "POST /v1/events and see it count"):
             length = post_event(http, stack.url("RANKER_HOST_PORT"), event)

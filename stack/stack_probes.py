@@ -47,7 +47,7 @@ def _json(response: httpx.Response, expect: int = 200) -> Any:
 
 RANK_BODY = {"user_id": "1", "top_n": 3, "candidates": [
     {"item_id": 50, "category_id": 1}, {"item_id": 181, "category_id": 1}, {"item_id": 1, "category_id": 3},
-    {"item_id": 1500, "category_id": 8}, {"item_id": 300, "category_id": 8}]}
+    {"item_id": 1500, "category_id": 5}, {"item_id": 300, "category_id": 1}]}
 
 
 def rank(http: httpx.Client, ranker: str) -> None:
