@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from retrieval.events import EventBatch
 from retrieval.store import BehaviorStore, StoreError
 from serving.api_rank import read_json_body
-from serving.auth import require_bearer
+from serving.auth import require_data_token
 from serving.errors import ApiError
 from serving.logs import log_swallowed, note
 from serving.metrics import Metrics
@@ -111,11 +111,8 @@ def _count_impressions(request: Request, batch: EventBatch, duplicates: int) -> 
 
 
 def _guard_data(request: Request, authorization: str | None) -> None:
-    """A user's stored data needs the data token (or the admin token) when one of them is set."""
     settings = _settings(request)
-    tokens = (settings.data_token, settings.admin_token)
-    if any(t is not None for t in tokens):
-        require_bearer(authorization, tokens, "LONGRANK_DATA_TOKEN")
+    require_data_token(authorization, settings.data_token, settings.admin_token)
 
 
 @router.get("/v1/users/{user_id}/behaviors", response_model=BehaviorsOut, responses=DATA_ERRORS, tags=["users"])

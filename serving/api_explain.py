@@ -21,7 +21,7 @@ from fastapi import APIRouter, FastAPI, Header, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from serving.api_rank import read_json_body
-from serving.auth import require_bearer
+from serving.auth import require_data_token
 from serving.errors import ApiError
 from serving.explain import explain
 from serving.explain_schemas import ExplainOut
@@ -76,9 +76,7 @@ async def post_explain(request: Request, authorization: Annotated[str | None, He
     the same model gives when the user's history is only its last S (= short_len) behaviours. Needs `Authorization:
     Bearer $LONGRANK_DATA_TOKEN` (or the admin token) when either token is set."""
     settings: Settings = request.app.state.settings
-    tokens = (settings.data_token, settings.admin_token)
-    if any(t is not None for t in tokens):  # the same guard as the user-data endpoints (serving/api.py)
-        require_bearer(authorization, tokens, "LONGRANK_DATA_TOKEN")
+    require_data_token(authorization, settings.data_token, settings.admin_token)  # as for the user-data endpoints
     decoders: RequestDecoders = request.app.state.explain_decoders
     body = decoders.rank(await read_json_body(request))
     state: ServiceState = request.app.state.service

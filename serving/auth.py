@@ -36,3 +36,11 @@ def require_bearer(authorization: str | None, tokens: Iterable[SecretStr | None]
     if not bearer_matches(authorization, tokens):
         raise ApiError(401, "unauthorized", f"this endpoint needs 'Authorization: Bearer ${variable}'",
                        field="Authorization", headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+
+def require_data_token(authorization: str | None, data_token: SecretStr | None, admin_token: SecretStr | None) -> None:
+    """A user's stored data (their behaviours, and explanations that show them) needs the data token or the admin
+    token whenever either is set; with neither set it is open (a local demo)."""
+    tokens = (data_token, admin_token)
+    if any(t is not None for t in tokens):
+        require_bearer(authorization, tokens, "LONGRANK_DATA_TOKEN")
