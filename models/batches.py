@@ -59,6 +59,7 @@ def build_rows(
         retrieved=retrieved,
         lookups=lookups,
         stats=stats,
+        user_ids=[samples.user_ids[u] for u in split.user[rows].tolist()] if config.user_dim else None,
     )
 
 

@@ -79,6 +79,8 @@ class ModelConfig:
     use_action: bool = True  # add an action embedding (size item_dim + category_dim) to each behaviour
     time_buckets: int = 32  # log2 buckets of now - ts (index 0 = padding)
     time_dim: int = 8
+    user_dim: int = 0  # > 0: a user-id embedding of this size into the OverArch (ids hashed into user_buckets rows)
+    user_buckets: int = 2**14  # rows of the user table (retrieval.hashing.user_bucket; an unseen user's row stays 0)
 
     # short-term branch (DIN)
     short_len: int = 50  # S: the last S behaviours
@@ -230,6 +232,8 @@ class ModelConfig:
             "item_dim": (self.item_dim, 1),
             "category_dim": (self.category_dim, 1),
             "time_dim": (self.time_dim, 1),
+            "user_dim": (self.user_dim, 0),
+            "user_buckets": (self.user_buckets, 2),
             "short_len": (self.short_len, 1),
             "long_k": (self.long_k, 1),
             "item_hits": (self.item_hits, 0),

@@ -32,7 +32,7 @@ from models.config import ModelConfig
 from models.layers import TimeBuckets
 from retrieval.events import Behaviors
 from retrieval.gsu_kinds import KIND_CATEGORY, KIND_SOFT
-from retrieval.hashing import bucket
+from retrieval.hashing import bucket, user_bucket
 from retrieval.history_stats import history_stats
 from retrieval.item_tables import ItemTables
 from retrieval.vocabulary import Vocabulary
@@ -123,6 +123,7 @@ class Batch:
     long_tag: Tensor | None = None  # [C,K] int64 1 + 2·search kind + [is the target item]; 0 = padding
     long_rel: Tensor | None = None  # [C,K] float32 cosine of the behaviour's and the target's item vectors
     cand_stats: Tensor | None = None  # [C,F] float32 target-aware history statistics (retrieval.history_stats)
+    user_row: Tensor | None = None  # [U] int64 user-id bucket (config.user_dim > 0)
     long_slot: Tensor | None = None  # [C,K] int64 column of long_rows filling each slot (0: empty); one user only
     long_rows: Tensor | None = None  # [4,R+1] int64 item, category, action, time bucket of each distinct retrieved
     #                                  behaviour, column 0 the padding (all 0): long_item == long_rows[0][long_slot]
@@ -353,6 +354,7 @@ def build_batch(
     lookups: Lookups = NO_LOOKUPS,
     stats: npt.NDArray[np.float32] | None = None,
     exclude_action: npt.ArrayLike | None = None,
+    user_ids: Sequence[str] | None = None,
 ) -> Batch:
     """Features of C candidate rows of U users.
 
@@ -363,7 +365,8 @@ def build_batch(
     rows in row order, e.g. from HardSearch.search_lists over a store's per-category read). lookups: the id maps
     and item tables (required with config.vocabulary). stats [C, F]: precomputed statistics (training computes
     them once per shared history), else computed here from ``histories``; exclude_action [C]: leave-one-out of a
-    training sample's own event in the item tables' global counts (-1: none).
+    training sample's own event in the item tables' global counts (-1: none). user_ids [U]: the users' ids (needed
+    when config.user_dim > 0: the user-id embedding).
     """
     u = len(histories)
     owner = np.asarray(user_of, dtype=np.int64).reshape(-1)
@@ -391,6 +394,10 @@ def build_batch(
         short_action=short[2],
         short_mask=short[3],
     )
+    if config.user_dim > 0:
+        if user_ids is None or len(user_ids) != u:
+            raise ValueError(f"config.user_dim={config.user_dim} needs user_ids, one per history ({u})")
+        batch.user_row = torch.from_numpy(user_bucket(user_ids, config.user_buckets))
     if config.gsu != "none":
         if gsu is None and retrieved is None:
             raise ValueError(f"config.gsu={config.gsu!r} needs a GSU (retrieval.gsu) or precomputed `retrieved`")

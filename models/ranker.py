@@ -55,6 +55,7 @@ class CandidateFree(NamedTuple):
     full_seq: Tensor | None  # [U,L,d] the whole sequence (din_long)
     coaction: Tensor | None  # [C, can_out] CAN's output (induced by the candidate's ids)
     stats: Tensor | None  # [C,F] standardised history statistics
+    user: Tensor | None  # [C,user_dim] the user-id embedding of each candidate's user
 
     def take(self, rows: Tensor) -> CandidateFree:
         """The per-candidate parts restricted to candidate ``rows`` (user-side parts and long_z's rows shared)."""
@@ -68,7 +69,8 @@ class CandidateFree(NamedTuple):
         def pick(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.index_select(0, rows)
 
-        return CandidateFree(self.short_seq, long_z, slot, self.full_seq, pick(self.coaction), pick(self.stats))
+        return CandidateFree(self.short_seq, long_z, slot, self.full_seq, pick(self.coaction), pick(self.stats),
+                             pick(self.user))  # fmt: skip
 
 
 class EmbeddingArch(nn.Module):
@@ -87,6 +89,11 @@ class EmbeddingArch(nn.Module):
                 nn.init.normal_(table.weight, std=0.1)
                 with torch.no_grad():
                     table.weight[0].zero_()
+        # optional user-id embedding, started at zero: a user training never saw keeps the all-zero row (the
+        # average user) instead of a random one
+        self.user = nn.Embedding(cfg.user_buckets, cfg.user_dim, padding_idx=0) if cfg.user_dim else None
+        if self.user is not None:
+            nn.init.zeros_(self.user.weight)
 
     @torch.no_grad()
     def init_items(self, vectors: npt.NDArray[np.float32], std: float = 0.1) -> None:
@@ -298,6 +305,7 @@ class RankerModel(nn.Module):
         self.stats = StatsArch(config) if config.stats else None
         width = config.behavior_dim + self.short.out_dim
         width += sum(arch.out_dim for arch in (self.long, self.full, self.coaction, self.stats) if arch is not None)
+        width += config.user_dim
         self.over = OverArch(width, config)
 
     def forward(self, batch: Batch) -> RankerOutput:
@@ -309,7 +317,7 @@ class RankerModel(nn.Module):
         embeddings of each branch and CAN's co-action output (induced by the candidate's ids, not by h)."""
         emb = self.embedding
         short_seq = emb.behaviors(batch.short_item, batch.short_cat, batch.short_action)  # [U,S,d]
-        long_z = long_slot = full_seq = coaction = stats = None
+        long_z = long_slot = full_seq = coaction = stats = user = None
         if self.long is not None:
             long_z, long_slot = self.long.memory(emb, batch)  # [R,d+t] + [C,K], or [C,K,d+t] + None
         if self.full is not None:
@@ -320,7 +328,9 @@ class RankerModel(nn.Module):
             coaction = self.coaction(batch.cand_item, batch.cand_cat, feed, batch.short_mask, batch.user_of)
         if self.stats is not None:
             stats = self.stats(_need(batch, "cand_stats")[0])  # [C,F]
-        return CandidateFree(short_seq, long_z, long_slot, full_seq, coaction, stats)
+        if emb.user is not None:
+            user = emb.user(_need(batch, "user_row")[0]).index_select(0, batch.user_of)  # [U,u] -> [C,u]
+        return CandidateFree(short_seq, long_z, long_slot, full_seq, coaction, stats, user)
 
     def over_input(self, batch: Batch, cand: Tensor, ctx: CandidateFree | None = None) -> Tensor:
         """The OverArch's input [C, in] for candidate embeddings ``cand`` [C,d] (normally
@@ -343,6 +353,8 @@ class RankerModel(nn.Module):
             parts.append(ctx.coaction)  # [C, can_out]
         if ctx.stats is not None:
             parts.append(ctx.stats)  # [C,F]
+        if ctx.user is not None:
+            parts.append(ctx.user)  # [C,user_dim]
         return torch.cat(parts, dim=-1)  # [C, in]
 
 
@@ -390,16 +402,18 @@ def score(
     *,
     lookups: Lookups = NO_LOOKUPS,
     retrieved: RetrievedLike | None = None,
+    user_id: str | None = None,
 ) -> npt.NDArray[np.float32]:
     """pCTR [C] of one user's candidates: build_batch with U = 1 (models.features: the features training sees),
-    forward under inference_mode, sigmoid.
+    forward under inference_mode, sigmoid. ``user_id``: needed by a model with a user-id embedding.
 
     The model is used as it is (artifacts.load returns it in eval mode); this never switches modes, so concurrent
     callers can share one model.
     """
     items = np.asarray(cand_items, dtype=np.int64).reshape(-1)
     batch = build_batch([history], np.zeros(len(items), dtype=np.int64), items, cand_cats, now, model.config, gsu,
-                        retrieved=None if retrieved is None else [retrieved], lookups=lookups)  # fmt: skip
+                        retrieved=None if retrieved is None else [retrieved], lookups=lookups,
+                        user_ids=None if user_id is None else [user_id])  # fmt: skip
     with torch.inference_mode():
         logits = model(batch).logits
     out: npt.NDArray[np.float32] = torch.sigmoid(logits).numpy().astype(np.float32, copy=False)

@@ -175,7 +175,8 @@ def make_artifact(directory: Path, variant: str = "sim_can", seed: int = 0, **ov
         from retrieval.gsu_hybrid import build_gsu
 
         gsu = build_gsu(config.gsu, config.long_k, index, config.nprobe, config.item_hits)
-        batch = build_batch([h], np.zeros(64, np.int64), items, cats, NOW, config, gsu, lookups=lookups)
+        batch = build_batch([h], np.zeros(64, np.int64), items, cats, NOW, config, gsu, lookups=lookups,
+                            user_ids=["fit"])  # fmt: skip
         assert batch.cand_stats is not None
         model.stats.fit(batch.cand_stats)
     keep_index = index if config.gsu in ("soft", "hybrid") else None

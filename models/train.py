@@ -143,7 +143,8 @@ def feature_key(config: ModelConfig, max_len: int | None) -> str:
     """The settings a split's cached features depend on (the model's weights do not matter to them)."""
     return (f"S={config.short_len},K={config.long_k},gsu={config.gsu},hits={config.item_hits},max_len={max_len},"
             f"A={config.action_buckets},stats={config.stats}/{config.stats_windows}/{config.strong_action},"
-            f"vocab={config.vocabulary}/{config.vector_dim},nprobe={config.nprobe}")  # fmt: skip
+            f"vocab={config.vocabulary}/{config.vector_dim},nprobe={config.nprobe},"
+            f"users={config.user_buckets if config.user_dim else 0}")  # fmt: skip
 
 
 def seed_everything(seed: int) -> np.random.Generator:

@@ -3,6 +3,9 @@ somewhere that has an embedding. splitmix64 finaliser, then modulo; vectorised o
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -22,3 +25,11 @@ def bucket(ids: npt.ArrayLike, n_buckets: int) -> npt.NDArray[np.int64]:
         x = (x ^ (x >> np.uint64(27))) * _M2
         x = x ^ (x >> np.uint64(31))
     return (x % np.uint64(n_buckets - 1)).astype(np.int64) + 1
+
+
+def user_bucket(user_ids: Sequence[str], n_buckets: int) -> npt.NDArray[np.int64]:
+    """Map user id strings to [1, n_buckets) (0 is padding): the first 63 bits of the id's BLAKE2b digest, bucketed.
+    Stable across processes and machines (Python's ``hash`` of a str is salted per process)."""
+    digests = [int.from_bytes(hashlib.blake2b(u.encode("utf-8"), digest_size=8).digest(), "little") >> 1
+               for u in user_ids]  # fmt: skip
+    return bucket(np.array(digests, dtype=np.int64), n_buckets)

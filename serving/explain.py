@@ -77,11 +77,13 @@ def explain(
         full = history.full
 
     retrieved = model.gsu.search(full, items, cats) if model.gsu is not None else None
-    pctr = score(net, full, items, cats, clock, model.gsu, lookups=lookups, retrieved=retrieved)  # /v1/rank's path
+    pctr = score(net, full, items, cats, clock, model.gsu, lookups=lookups, retrieved=retrieved,
+                 user_id=user_id)  # /v1/rank's path
     short_history = full[max(0, len(full) - cfg.short_len) :]
-    short_only = score(net, short_history, items, cats, clock, model.gsu, lookups=lookups)
+    short_only = score(net, short_history, items, cats, clock, model.gsu, lookups=lookups, user_id=user_id)
     batch = build_batch([full], np.zeros(len(items), dtype=np.int64), items, cats, clock, cfg, model.gsu,
-                        retrieved=None if retrieved is None else [retrieved], lookups=lookups)  # fmt: skip
+                        retrieved=None if retrieved is None else [retrieved], lookups=lookups,
+                        user_ids=[user_id])  # fmt: skip
     weights = attention(net, batch)
     order = np.lexsort((np.arange(len(items)), -pctr))[:top_n].astype(np.int64)
 

@@ -83,6 +83,6 @@ def warm_up(model: LoadedModel, candidates: int = 64, behaviours: int = 2000) ->
         elif model.gsu is not None:
             retrieved = model.gsu.search(history, items, cats)
         pctr = score(model.artifact.model, seen if seen is not None else history, items, cats, now, model.gsu,
-                     lookups=model.artifact.lookups, retrieved=retrieved)  # fmt: skip
+                     lookups=model.artifact.lookups, retrieved=retrieved, user_id="warm-up")  # fmt: skip
         if pctr.shape != (candidates,) or not np.all(np.isfinite(pctr)) or pctr.min() < 0 or pctr.max() > 1:
             raise ValueError(f"{model.path}: test forward gave invalid scores (shape {pctr.shape})")

@@ -147,10 +147,10 @@ class Ranker:
         timings["gsu"] = (t2 - t1) * 1e3
 
         if explore_policy is not None:
-            return self._explore(model, behaviours, items, cats, clock, retrieved, top_n, explore_policy,
+            return self._explore(model, user_id, behaviours, items, cats, clock, retrieved, top_n, explore_policy,
                                  request_id, degraded, timings, t2)  # fmt: skip
         pctr = score(model.artifact.model, behaviours, items, cats, clock, model.gsu, lookups=model.artifact.lookups,
-                     retrieved=retrieved)
+                     retrieved=retrieved, user_id=user_id)
         t3 = time.perf_counter()
         timings["model"] = (t3 - t2) * 1e3
 
@@ -180,13 +180,14 @@ class Ranker:
         return out
 
     def _explore(
-        self, model: LoadedModel, behaviours: Any, items: npt.NDArray[np.int64], cats: npt.NDArray[np.int64],
+        self, model: LoadedModel, user_id: str, behaviours: Any, items: npt.NDArray[np.int64],
+        cats: npt.NDArray[np.int64],
         clock: int, retrieved: RetrievedLike | None, top_n: int, policy: ExplorePolicy, request_id: str,
         degraded: bool, timings: dict[str, float], t2: float,
     ) -> Ranked:
         batch = build_batch([behaviours], np.zeros(len(items), dtype=np.int64), items, cats, clock, model.config,
                             model.gsu, retrieved=None if retrieved is None else [retrieved],
-                            lookups=model.artifact.lookups)  # fmt: skip
+                            lookups=model.artifact.lookups, user_ids=[user_id])  # fmt: skip
         t3 = time.perf_counter()
         timings["model"] = (t3 - t2) * 1e3
         eligible = self.eligible(items, policy.max_impressions)

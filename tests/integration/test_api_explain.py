@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from models.age import AGEParams
 from retrieval.events import EventBatch
 from retrieval.history_stats import stat_names
 from retrieval.store import open_store
@@ -22,7 +23,7 @@ from serving.explain import explain
 from serving.explain_schemas import ExplainOut
 from serving.metrics import Metrics
 from serving.model_state import load_model
-from serving.pipeline import Ranker
+from serving.pipeline import ExplorePolicy, Ranker
 from serving.requests import UNKNOWN_CATEGORY
 from serving.settings import Settings
 
@@ -130,7 +131,7 @@ def test_long_contribution_is_the_score_without_the_history_beyond_the_short_win
 
 
 @pytest.mark.parametrize(("variant", "overrides"), [("sim_can", {}), ("sim_hard", {"vocabulary": False}),
-                                                     ("din", {})])  # fmt: skip
+                                                     ("din", {}), ("sim_can", {"user_dim": 4})])  # fmt: skip
 def test_same_scores_as_the_pipeline_at_the_same_clock(
     tmp_path: Path, artifact_factory: Any, variant: str, overrides: dict[str, Any]
 ) -> None:
@@ -150,6 +151,9 @@ def test_same_scores_as_the_pipeline_at_the_same_clock(
         np.testing.assert_array_equal(explained.order, ranked.order)
         has_long = model.config.gsu != "none"
         assert all(bool(i["retrieved"]) == has_long for i in explained.payload["items"] if i["category_id"] is not None)
+        explored = ranker.rank(model, "u1", items, cats, len(items), now=NOW,
+                               explore_policy=ExplorePolicy(AGEParams(), propensity_draws=0))  # fmt: skip
+        assert sorted(explored.order.tolist()) == sorted(ranked.order.tolist())  # the explore path ranks them all
     finally:
         store.close()
 

@@ -15,7 +15,7 @@ from models.testing import NOW, VARIANTS, gsu_of, history, lookups_of, tiny
 from retrieval.events import Behaviors
 from retrieval.gsu import HardSearch
 from retrieval.gsu_kinds import KIND_CATEGORY, KIND_ITEM
-from retrieval.hashing import bucket
+from retrieval.hashing import bucket, user_bucket
 from retrieval.history_stats import history_stats, stat_names
 
 
@@ -162,3 +162,39 @@ def test_bad_inputs_are_named() -> None:
         build_batch(h, [0, 0], [1], [1, 2], NOW, cfg, HardSearch(cfg.long_k))
     with pytest.raises(ValueError, match="long_k"):
         build_batch(h, [0], [1], [1], NOW, cfg, HardSearch(cfg.long_k + 3))
+
+
+def test_user_id_embedding_is_the_same_in_training_and_serving_and_tells_users_apart() -> None:
+    torch.manual_seed(4)
+    model = RankerModel(tiny("sim_can", user_dim=4, user_buckets=64)).eval()
+    assert model.embedding.user is not None and not bool(model.embedding.user.weight.any())  # starts at zero
+    with torch.no_grad():
+        model.embedding.user.weight.normal_(std=1.0)  # as if trained
+    gsu, lookups = gsu_for(model), lookups_of(model.config)
+    data = samples(np.random.default_rng(6))
+    names = [f"user-{u}" for u in range(len(data))]
+    histories = [h for h, _, items, _ in data for _ in items]
+    ids = [name for name, (_, _, items, _) in zip(names, data, strict=True) for _ in items]
+    nows = np.array([now for _, now, items, _ in data for _ in items])
+    items = np.concatenate([i for _, _, i, _ in data])
+    cats = np.concatenate([c for _, _, _, c in data])
+    batch = build_batch(histories, np.arange(len(items)), items, cats, nows, model.config, gsu, lookups=lookups,
+                        user_ids=ids)  # fmt: skip
+    assert batch.user_row is not None and batch.user_row.tolist() == user_bucket(ids, 64).tolist()
+    with torch.inference_mode():
+        trained = torch.sigmoid(model(batch).logits).numpy()
+    served = np.concatenate([score(model, h, i, c, now, gsu, lookups=lookups, user_id=name)
+                             for name, (h, now, i, c) in zip(names, data, strict=True)])  # fmt: skip
+    np.testing.assert_allclose(served, trained, rtol=1e-5, atol=1e-6)
+    h, now, i, c = data[0]
+    other = score(model, h, i, c, now, gsu, lookups=lookups, user_id="someone-else")
+    assert not np.allclose(other, served[: len(i)])  # the same history, another user: another score
+    with pytest.raises(ValueError, match="user_dim=4 needs user_ids"):
+        score(model, h, i, c, now, gsu, lookups=lookups)
+
+
+def test_user_buckets_are_stable_and_in_range() -> None:
+    ids = [str(n) for n in range(500)] + ["", "ü-ser"]
+    rows = user_bucket(ids, 1024)
+    assert rows.tolist() == user_bucket(list(ids), 1024).tolist()
+    assert rows.min() >= 1 and rows.max() < 1024 and len(set(rows.tolist())) > 350  # spread, never the padding row
