@@ -10,7 +10,8 @@ search tag one-hot, and the relevance with item tables), F = statistics.
     long   [C,K] ── LongArch (SIM ESU over GSU top-K ⊕ time, tags, relevance) ────┤
     full   [U,L] ── FullArch (din_long: target attention over everything) ────────┼─► OverArch 200→80→1 ─► logit
     short items ── CoActionArch (CAN micro-MLPs induced by the candidate) ────────┤
-    stats  [C,F] ── StatsArch (target-aware history statistics, standardised) ────┘
+    stats  [C,F] ── StatsArch (statistics, standardised + quantile-encoded) ──────┤
+    user   [U]   ── EmbeddingArch.user (optional user-id embedding) ──────────────┘
 
 User-side work (short keys, CAN feed powers, the k-part of DIN's attention) is computed once per user and
 broadcast over that user's candidates (a view when U == 1); the long branch's behaviour ⊕ time embeddings are
