@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.workload import HISTORIES
+from bench.workload import HISTORIES, sized_config
 
 MATMUL_N = 512
 
@@ -143,8 +143,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                  catalogue=args.catalogue)  # fmt: skip
     history, items, cats, now, lookups, index = work.history, work.items, work.cats, work.now, work.lookups, work.index
     assert lookups.items is not None and lookups.categories is not None
-    ours = base.replace(item_buckets=lookups.items.vocab.size, category_buckets=lookups.categories.size,
-                        n_clusters=index.n_clusters, nprobe=min(base.nprobe, index.n_clusters))  # fmt: skip
+    ours = sized_config(base, work)
     hard = ours.replace(gsu="hard")
     model = RankerModel(ours).eval()
     gsu = build_gsu(ours.gsu, args.k, index, ours.nprobe, ours.item_hits)

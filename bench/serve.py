@@ -1,8 +1,9 @@
 """`longrank bench serve`: what HTTP adds to the ranking pipeline, on a real uvicorn server and a real Redis.
 
-Set-up: one user with ``--length`` behaviours (default 54,000) in Redis under a bench key prefix, a ``sim_can``
-artifact with random weights (a forward costs the same whatever the weights), ``--candidates`` candidates (default
-500) over at most 20 categories. Then, in one run:
+Set-up: the request of ``bench model`` (bench/workload.py: one item-interest user with ``--length`` behaviours,
+default 54,000, and ``--candidates`` candidates, default 500, over 20 of the user's categories), the user's history in
+Redis under a bench key prefix, and a ``sim_can`` artifact with random weights (a forward costs the same whatever the
+weights) and the item tables and index fitted on the workload's histories. Then, in one run:
 
 - ``pipeline_p50_ms``: ``serving.pipeline.Ranker.rank`` in this process (store read, GSU, model, sort) — the same code
   the server runs, with the same settings;
@@ -51,27 +52,23 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def _history(rng: np.random.Generator, n: int, cats: np.ndarray) -> dict[str, Any]:
-    now = int(time.time())
-    return {
-        "user_id": ["bench-user"] * n,
-        "item_id": rng.integers(0, 1_000_000, n),
-        "category_id": rng.choice(cats, n),
-        "ts": np.sort(rng.integers(now - 3 * 365 * 86_400, now - 60, n)),
-        "action": rng.integers(0, 4, n),
-    }
+def _columns(history: Any, user: str) -> dict[str, Any]:
+    """The workload user's behaviours as EventBatch columns."""
+    return {"user_id": [user] * len(history), **{name: history[name] for name in ("item_id", "category_id", "ts",
+                                                                                   "action")}}  # fmt: skip
 
 
-def _build_artifact(directory: Path) -> Path:
+def _build_artifact(directory: Path, work: Any, base: Any) -> Path:
     import torch
 
+    from bench.workload import sized_config
     from models.artifacts import save
-    from models.config import ModelConfig
     from models.ranker import RankerModel
 
     torch.manual_seed(0)
-    config = ModelConfig.for_variant("sim_can")
-    save(RankerModel(config).eval(), config, directory, metrics={"note": "random weights for benchmarking"})
+    config = sized_config(base, work)
+    save(RankerModel(config).eval(), config, directory, metrics={"note": "random weights for benchmarking"},
+         item_index=work.index, lookups=work.lookups)  # fmt: skip
     return directory
 
 
@@ -99,18 +96,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     prefix = f"bench-serve-{uuid.uuid4().hex[:8]}"
     store_url = f"{args.redis_url}{'&' if '?' in args.redis_url else '?'}key_prefix={prefix}"
-    rng = np.random.default_rng(0)
-    cats = rng.choice(1000, 20, replace=False)
+    from bench.workload import build
+    from models.config import ModelConfig
+
+    base = ModelConfig.for_variant("sim_can")
+    work = build("items", args.length, args.candidates, 0, base.vector_dim, base.n_clusters)
     writer = open_store(store_url)
-    writer.append(EventBatch.from_columns(**_history(rng, args.length, cats)))
-    items = rng.choice(2_000_000, args.candidates, replace=False).astype(np.int64)
-    cand_cats = rng.choice(cats, len(items)).astype(np.int64)
+    writer.append(EventBatch.from_columns(**_columns(work.history, "bench-user")))
+    items, cand_cats = work.items, work.cats
     body = {
         "user_id": "bench-user",
         "candidates": [{"item_id": int(i), "category_id": int(c)} for i, c in zip(items, cand_cats, strict=True)],
     }
     workdir = Path(tempfile.mkdtemp(prefix="longrank-bench-serve-"))
-    artifact = Path(args.artifact) if args.artifact else _build_artifact(workdir / "artifact")
+    artifact = Path(args.artifact) if args.artifact else _build_artifact(workdir / "artifact", work, base)
     port = _free_port()
     env = {
         **os.environ,

@@ -122,3 +122,11 @@ def build(kind: str, length: int, candidates: int, seed: int, vector_dim: int, n
     if kind == "uniform":
         return _uniform_workload(length, candidates, seed, vector_dim, n_clusters)
     raise ValueError(f"history={kind!r} must be one of {HISTORIES}")
+
+
+def sized_config(base: Any, work: Workload) -> Any:
+    """``base`` (a models.config.ModelConfig) with its tables sized to the workload's vocabularies and its index, as
+    training sizes them (models.train.build_config)."""
+    lookups, index = work.lookups, work.index
+    return base.replace(item_buckets=lookups.items.vocab.size, category_buckets=lookups.categories.size,
+                        n_clusters=index.n_clusters, nprobe=min(base.nprobe, index.n_clusters))  # fmt: skip
