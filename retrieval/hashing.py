@@ -28,8 +28,12 @@ def bucket(ids: npt.ArrayLike, n_buckets: int) -> npt.NDArray[np.int64]:
 
 
 def user_bucket(user_ids: Sequence[str], n_buckets: int) -> npt.NDArray[np.int64]:
-    """Map user id strings to [1, n_buckets) (0 is padding): the first 63 bits of the id's BLAKE2b digest, bucketed.
-    Stable across processes and machines (Python's ``hash`` of a str is salted per process)."""
-    digests = [int.from_bytes(hashlib.blake2b(u.encode("utf-8"), digest_size=8).digest(), "little") >> 1
-               for u in user_ids]  # fmt: skip
-    return bucket(np.array(digests, dtype=np.int64), n_buckets)
+    """Map user id strings to [1, n_buckets) (0 is padding): 63 bits of the id's 8-byte BLAKE2b digest, bucketed.
+    Stable across processes and machines (Python's ``hash`` of a str is salted per process); any str hashes, a lone
+    surrogate from JSON included."""
+
+    def digest(user: str) -> int:
+        raw = hashlib.blake2b(user.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        return int.from_bytes(raw, "little") >> 1  # below 2^63: an int64
+
+    return bucket(np.array([digest(u) for u in user_ids], dtype=np.int64), n_buckets)

@@ -194,7 +194,7 @@ def test_user_id_embedding_is_the_same_in_training_and_serving_and_tells_users_a
 
 
 def test_user_buckets_are_stable_and_in_range() -> None:
-    ids = [str(n) for n in range(500)] + ["", "ü-ser"]
+    ids = [str(n) for n in range(500)] + ["", "ü-ser", "\ud800"]  # a lone surrogate can come in through JSON
     rows = user_bucket(ids, 1024)
     assert rows.tolist() == user_bucket(list(ids), 1024).tolist()
     assert rows.min() >= 1 and rows.max() < 1024 and len(set(rows.tolist())) > 350  # spread, never the padding row
