@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from serving.fleet import alive
 from serving.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -66,22 +67,12 @@ def worker_environment(args: argparse.Namespace, settings: Settings) -> dict[str
     return env
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_run_dirs(parent: Path) -> list[Path]:
     """Run directories left by masters that died without cleaning up (kill -9)."""
     removed = []
     for path in parent.glob(f"{RUN_PREFIX}*"):
         m = re.match(rf"{RUN_PREFIX}(\d+)-", path.name)
-        if m and not _alive(int(m.group(1))):
+        if m and not alive(int(m.group(1))):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -20,15 +19,14 @@ import orjson
 from fastapi import APIRouter, FastAPI, Header, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from serving.api_rank import read_json_body
+from serving.api_rank import read_json_body, start_request
 from serving.auth import require_data_token
-from serving.errors import ApiError
 from serving.explain import explain
 from serving.explain_schemas import ExplainOut
-from serving.logs import CURRENT, note
+from serving.logs import note
 from serving.model_state import LoadedModel
 from serving.requests import UNKNOWN_CATEGORY, RankRequest, RequestDecoders, request_body
-from serving.schemas import ErrorOut
+from serving.schemas import JSON_BODY_ERRORS, ErrorOut
 from serving.settings import Settings
 from serving.state import ServiceState
 
@@ -60,9 +58,7 @@ def _render(state: ServiceState, model: LoadedModel, body: RankRequest, top_n: i
     openapi_extra=request_body("RankRequest"),
     responses={
         401: {"model": ErrorOut, "description": "LONGRANK_DATA_TOKEN (or the admin token) is set: send it"},
-        413: {"model": ErrorOut, "description": "body too large"},
-        415: {"model": ErrorOut, "description": "not a JSON body"},
-        422: {"model": ErrorOut, "description": "a field breaks a rule or a limit"},
+        **JSON_BODY_ERRORS,
         503: {"model": ErrorOut, "description": "no model loaded"},
     },
 )
@@ -80,15 +76,7 @@ async def post_explain(request: Request, authorization: Annotated[str | None, He
     decoders: RequestDecoders = request.app.state.explain_decoders
     body = decoders.rank(await read_json_body(request))
     state: ServiceState = request.app.state.service
-    ctx = CURRENT.get()
-    request_id = body.request_id or (ctx.request_id if ctx is not None else uuid.uuid4().hex)
-    if ctx is not None:
-        ctx.request_id = request_id
-    note(user=state.user_hash(body.user_id), candidates=len(body.items))
-    model = state.model
-    if model is None:
-        raise ApiError(503, "model_unavailable", "no model is loaded (set LONGRANK_ARTIFACT)",
-                       headers={"Retry-After": "5"})  # fmt: skip
+    request_id, model = start_request(state, body)
     top_n = min(body.top_n or len(body.items), len(body.items))
     context = contextvars.copy_context()
     payload = await asyncio.get_running_loop().run_in_executor(

@@ -32,7 +32,7 @@ from serving.logs import CURRENT, log_swallowed, note
 from serving.model_state import LoadedModel
 from serving.pipeline import ExplorePolicy, Ranked
 from serving.requests import RankRequest, RequestDecoders, request_body
-from serving.schemas import ErrorOut, RankOut
+from serving.schemas import JSON_BODY_ERRORS, ErrorOut, RankOut
 from serving.state import ServiceState
 
 router = APIRouter()
@@ -51,6 +51,22 @@ async def read_json_body(request: Request) -> bytes:
         raise ApiError(415, "unsupported_media_type", f"content-type: {kind} is not application/json",
                        field="content-type")  # fmt: skip
     return await request.body()
+
+
+def start_request(state: ServiceState, body: RankRequest) -> tuple[str, LoadedModel]:
+    """What /v1/rank and /v1/explain do first with a decoded body: its request id (the body's, else the log
+    context's, else a new one; set on the log context), the user and size noted in the request log, and the model
+    (503 model_unavailable when none is loaded)."""
+    ctx = CURRENT.get()
+    request_id = body.request_id or (ctx.request_id if ctx is not None else uuid.uuid4().hex)
+    if ctx is not None:
+        ctx.request_id = request_id
+    note(user=state.user_hash(body.user_id), candidates=len(body.items))
+    model = state.model
+    if model is None:
+        raise ApiError(503, "model_unavailable", "no model is loaded (set LONGRANK_ARTIFACT)",
+                       headers={"Retry-After": "5"})  # fmt: skip
+    return request_id, model
 
 
 def explore_policy(state: ServiceState, asked: bool | None) -> ExplorePolicy | None:
@@ -120,9 +136,7 @@ def _overloaded(state: ServiceState, exc: Overloaded, reason: str) -> ApiError:
     tags=["rank"],
     openapi_extra=request_body("RankRequest"),
     responses={
-        413: {"model": ErrorOut, "description": "body too large"},
-        415: {"model": ErrorOut, "description": "not a JSON body"},
-        422: {"model": ErrorOut, "description": "a field breaks a rule or a limit"},
+        **JSON_BODY_ERRORS,
         503: {"model": ErrorOut, "description": "no model loaded, or overloaded (see Retry-After)"},
     },
 )
@@ -137,15 +151,7 @@ async def rank(request: Request) -> Response:
     state = _state(request)
     decoders: RequestDecoders = request.app.state.decoders
     body = decoders.rank(await read_json_body(request))
-    ctx = CURRENT.get()
-    request_id = body.request_id or (ctx.request_id if ctx is not None else uuid.uuid4().hex)
-    if ctx is not None:
-        ctx.request_id = request_id
-    note(user=state.user_hash(body.user_id), candidates=len(body.items))
-    model = state.model
-    if model is None:
-        raise ApiError(503, "model_unavailable", "no model is loaded (set LONGRANK_ARTIFACT)",
-                       headers={"Retry-After": "5"})
+    request_id, model = start_request(state, body)
     admission: Admission = state.admission
     try:
         admitted_at = admission.admit()

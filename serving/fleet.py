@@ -70,7 +70,8 @@ class WorkerStatus:
     error: str | None = None
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -142,7 +143,7 @@ class Fleet:
                                       data.get("error"))  # fmt: skip
             except (OSError, ValueError, KeyError):
                 continue
-            if _alive(status.pid):
+            if alive(status.pid):
                 out.append(status)
             else:
                 path.unlink(missing_ok=True)

@@ -36,6 +36,13 @@ class ErrorOut(BaseModel):
     limit: int | None = None
 
 
+JSON_BODY_ERRORS: dict[int | str, dict[str, object]] = {  # the OpenAPI responses of an endpoint reading a JSON body
+    413: {"model": ErrorOut, "description": "body too large"},
+    415: {"model": ErrorOut, "description": "not a JSON body"},
+    422: {"model": ErrorOut, "description": "a field breaks a rule or a limit"},
+}
+
+
 class HealthOut(BaseModel):
     status: str
 

@@ -41,7 +41,7 @@ behaviors.parquet is written user by user (each user's events contiguous, in tim
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -298,18 +298,17 @@ def _iter_users(cfg: SyntheticConfig, progress: bool) -> Iterator[UserData]:
             yield data
 
 
-def write_synthetic(out_dir: str | Path, cfg: SyntheticConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Generate ``cfg.users`` users, stream DIR/behaviors.parquet, write DIR/samples.parquet and DIR/meta.json."""
-    out = prepare_out_dir(out_dir)
+def stream_users(path: Path, users: Iterable[Any]) -> tuple[pd.DataFrame, int]:
+    """Write each user's behaviours to the behaviours file at ``path`` in row groups of about ROW_GROUP_ROWS (so
+    the whole dataset never sits in memory) and gather their samples (a ``user_id`` column first). ``users`` yields
+    objects with ``user_id``, ``behaviors`` and ``samples`` (both generators' UserData). -> (samples, behaviours
+    written)."""
     schema = behavior_schema()
-    max_epoch = (END_TS + 86_400 - EPOCH0_TS) // EPOCH_S
-    item_seen = np.zeros((max_epoch + 1) * cfg.categories * POOL, dtype=bool)
     sample_parts: list[pd.DataFrame] = []
-    pending: list[UserData] = []
+    pending: list[Any] = []
     pending_rows = written = 0
-    with pq.ParquetWriter(out / BEHAVIORS_FILE, schema) as writer:
-        for data in _iter_users(cfg, progress):
-            item_seen[data.behaviors["item_id"]] = True
+    with pq.ParquetWriter(path, schema) as writer:
+        for data in users:
             frame = pd.DataFrame(data.samples)
             frame.insert(0, "user_id", data.user_id)
             sample_parts.append(frame)
@@ -317,12 +316,25 @@ def write_synthetic(out_dir: str | Path, cfg: SyntheticConfig, *, progress: bool
             pending_rows += len(data.behaviors["ts"])
             if pending_rows >= ROW_GROUP_ROWS:
                 writer.write_table(behavior_table(pending, written, schema), row_group_size=pending_rows)
-                written += pending_rows
-                pending, pending_rows = [], 0
+                written, pending, pending_rows = written + pending_rows, [], 0
         if pending:
             writer.write_table(behavior_table(pending, written, schema), row_group_size=pending_rows)
             written += pending_rows
-    samples = pd.concat(sample_parts, ignore_index=True)
+    return pd.concat(sample_parts, ignore_index=True), written
+
+
+def write_synthetic(out_dir: str | Path, cfg: SyntheticConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Generate ``cfg.users`` users, stream DIR/behaviors.parquet, write DIR/samples.parquet and DIR/meta.json."""
+    out = prepare_out_dir(out_dir)
+    max_epoch = (END_TS + 86_400 - EPOCH0_TS) // EPOCH_S
+    item_seen = np.zeros((max_epoch + 1) * cfg.categories * POOL, dtype=bool)
+
+    def marking(users: Iterator[UserData]) -> Iterator[UserData]:
+        for data in users:
+            item_seen[data.behaviors["item_id"]] = True
+            yield data
+
+    samples, written = stream_users(out / BEHAVIORS_FILE, marking(_iter_users(cfg, progress)))
     sample_schema = pa.schema([*SAMPLE_FIELDS, pa.field("p_recent", pa.float32(), nullable=False)])
     pq.write_table(pa.Table.from_pandas(samples, schema=sample_schema, preserve_index=False), out / SAMPLES_FILE)
     meta: dict[str, Any] = {

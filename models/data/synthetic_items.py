@@ -48,13 +48,12 @@ from typing import Any
 import faiss
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from models.data.files import BEHAVIORS_FILE, SAMPLE_FIELDS, SAMPLES_FILE, behavior_schema, prepare_out_dir, write_meta
-from models.data.synthetic import ROW_GROUP_ROWS, SOURCE, auc_of, behavior_table, draw_actions, sigmoid, timeline
+from models.data.files import BEHAVIORS_FILE, SAMPLE_FIELDS, SAMPLES_FILE, prepare_out_dir, write_meta
+from models.data.synthetic import SOURCE, auc_of, draw_actions, sigmoid, stream_users, timeline
 from models.data.synthetic import user_name as category_user_name
 
 INTEREST = "items"
@@ -286,26 +285,14 @@ def write_item_interest(out_dir: str | Path, cfg: ItemInterestConfig, *, progres
     """Generate the dataset: DIR/behaviors.parquet, DIR/samples.parquet, DIR/truth_items.parquet, DIR/meta.json."""
     out = prepare_out_dir(out_dir)
     cat = make_catalogue(cfg)
-    schema = behavior_schema()
-    sample_parts: list[pd.DataFrame] = []
     seen = np.zeros(cfg.items, dtype=bool)  # catalogue rows that occur in some history
-    pending: list[Any] = []
-    pending_rows = written = 0
-    with pq.ParquetWriter(out / BEHAVIORS_FILE, schema) as writer:
-        for data in _iter_users(cfg, cat, progress):
+
+    def marking(users: Iterator[Any]) -> Iterator[Any]:
+        for data in users:
             seen[np.searchsorted(cat.item_id, data.behaviors["item_id"])] = True
-            frame = pd.DataFrame(data.samples)
-            frame.insert(0, "user_id", data.user_id)
-            sample_parts.append(frame)
-            pending.append(data)
-            pending_rows += len(data.behaviors["ts"])
-            if pending_rows >= ROW_GROUP_ROWS:
-                writer.write_table(behavior_table(pending, written, schema), row_group_size=pending_rows)
-                written, pending, pending_rows = written + pending_rows, [], 0
-        if pending:
-            writer.write_table(behavior_table(pending, written, schema), row_group_size=pending_rows)
-            written += pending_rows
-    samples = pd.concat(sample_parts, ignore_index=True)
+            yield data
+
+    samples, written = stream_users(out / BEHAVIORS_FILE, marking(_iter_users(cfg, cat, progress)))
     sample_schema = pa.schema([*SAMPLE_FIELDS, pa.field("p_clean", pa.float32(), nullable=False),
                                pa.field("kind", pa.string(), nullable=False),
                                *(pa.field(name, pa.float32(), nullable=False) for name in TERMS)])  # fmt: skip

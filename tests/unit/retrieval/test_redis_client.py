@@ -6,8 +6,6 @@ against real sockets (a closed port; a server that accepts and never answers).""
 from __future__ import annotations
 
 import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -131,34 +129,6 @@ def test_idempotent_calls_retry_once_when_allowed_and_never_otherwise() -> None:
     with pytest.raises(StoreUnavailable):
         budget.call("read", flaky, idempotent=True)
     assert len(attempts) == 1
-
-
-@pytest.fixture
-def silent_server() -> Iterator[tuple[int, list[socket.socket]]]:
-    """A TCP server that accepts connections and never answers (a hung Redis); yields (port, accepted)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-                held.append(conn)
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield int(listener.getsockname()[1]), held
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()
 
 
 def test_d9_the_impression_counter_makes_one_attempt_against_a_hung_redis(

@@ -5,8 +5,6 @@ errors (never redis-py's) naming the URL without its password."""
 from __future__ import annotations
 
 import socket
-import threading
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -94,36 +92,8 @@ def test_closed_port_raises_store_unavailable_naming_no_host_and_no_password() -
     store.close()
 
 
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A TCP server that accepts connections and never answers (a hung Redis)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-                held.append(conn)
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield int(listener.getsockname()[1])
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()
-
-
-def test_a_silent_server_raises_store_timeout(silent_server: int) -> None:
-    store = RedisStore(f"redis://127.0.0.1:{silent_server}/0", StoreOptions(command_timeout_s=0.2))
+def test_a_silent_server_raises_store_timeout(silent_server: tuple[int, list[socket.socket]]) -> None:
+    store = RedisStore(f"redis://127.0.0.1:{silent_server[0]}/0", StoreOptions(command_timeout_s=0.2))
     with pytest.raises(StoreTimeout, match="did not answer in time"):
         store.ping()
     with pytest.raises(StoreTimeout):
