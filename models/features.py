@@ -31,6 +31,7 @@ from torch import Tensor
 from models.config import ModelConfig
 from models.layers import TimeBuckets
 from retrieval.events import Behaviors
+from retrieval.gsu import Retrieved
 from retrieval.gsu_kinds import KIND_CATEGORY, KIND_SOFT
 from retrieval.hashing import bucket, user_bucket
 from retrieval.history_stats import history_stats
@@ -115,7 +116,7 @@ class Batch:
     short_cat: Tensor  # [U,S] int64
     short_action: Tensor  # [U,S] int64
     short_mask: Tensor  # [U,S] bool
-    long_item: Tensor | None = None  # [C,K] int64
+    long_item: Tensor | None = None  # [C,K] int64 (long_item .. long_dt: None when long_rows/long_slot hold them)
     long_cat: Tensor | None = None  # [C,K] int64
     long_action: Tensor | None = None  # [C,K] int64
     long_dt: Tensor | None = None  # [C,K] int64 time bucket of now − ts
@@ -126,7 +127,7 @@ class Batch:
     user_row: Tensor | None = None  # [U] int64 user-id bucket (config.user_dim > 0)
     long_slot: Tensor | None = None  # [C,K] int64 column of long_rows filling each slot (0: empty); one user only
     long_rows: Tensor | None = None  # [4,R+1] int64 item, category, action, time bucket of each distinct retrieved
-    #                                  behaviour, column 0 the padding (all 0): long_item == long_rows[0][long_slot]
+    #                                  behaviour, column 0 the padding (all 0): long_item = long_rows[0][long_slot]
     full_item: Tensor | None = None  # [U,L] int64
     full_cat: Tensor | None = None  # [U,L] int64
     full_action: Tensor | None = None  # [U,L] int64
@@ -139,6 +140,15 @@ class Batch:
     @property
     def n_users(self) -> int:
         return int(self.short_item.shape[0])
+
+    def long_columns(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """[C,K] item, category, action and time bucket of every slot, whether stored per slot or as long_rows."""
+        if self.long_rows is not None and self.long_slot is not None:
+            item, cat, action, dt = self.long_rows[:, self.long_slot]
+            return item, cat, action, dt
+        if self.long_item is None or self.long_cat is None or self.long_action is None or self.long_dt is None:
+            raise ValueError("the batch has no long branch (config.gsu='none')")
+        return self.long_item, self.long_cat, self.long_action, self.long_dt
 
     def take_candidates(self, rows: Tensor) -> Batch:
         """The batch restricted to candidate ``rows`` (user-side tensors shared, per-candidate ones indexed)."""
@@ -207,6 +217,7 @@ def _long_tensors(
     user_of: IntArray,
     cand_items: IntArray,
     cand_cats: IntArray,
+    cand_rows: IntArray,
     now: IntArray,
     config: ModelConfig,
     lookups: Lookups,
@@ -216,6 +227,14 @@ def _long_tensors(
     """Run the GSU per user over that user's candidate rows and lay the results out as [C, K] tensors; for one user
     with several candidates also its distinct retrieved behaviours (long_rows, long_slot: ``_distinct_behaviours``)."""
     c, k = len(user_of), config.long_k
+    default_kind = KIND_CATEGORY if config.gsu == "hard" else KIND_SOFT
+    if len(histories) == 1 and c > 1:  # one user's candidates (a served request)
+        if retrieved is None:
+            assert gsu is not None
+            retrieved = [gsu.search(histories[0], cand_items, cand_cats)]
+        one = retrieved[0]
+        if isinstance(one, Retrieved) and one.of_history and one.mask.shape == (c, k):
+            return _shared_long_tensors(one, cand_items, cand_rows, int(now[0]), default_kind, config, lookups)
     items = np.zeros((c, k), dtype=np.int64)
     cats = np.zeros((c, k), dtype=np.int64)
     acts = np.zeros((c, k), dtype=np.int64)
@@ -223,7 +242,6 @@ def _long_tensors(
     kind = np.zeros((c, k), dtype=np.int64)
     mask = np.zeros((c, k), dtype=bool)
     pos: IntArray | None = np.full((c, k), -1, dtype=np.int64)  # history positions, when the GSU gives them
-    default_kind = KIND_CATEGORY if config.gsu == "hard" else KIND_SOFT
     order = np.argsort(user_of, kind="stable")
     starts = np.searchsorted(user_of[order], np.arange(len(histories) + 1))
     for u in range(len(histories)):
@@ -278,9 +296,44 @@ def _long_tensors(
     if config.vocabulary:
         assert lookups.items is not None
         vectors = lookups.items.vectors
-        cand_vec = vectors[lookups.item_rows(cand_items, config)]  # [C,v]
+        cand_vec = vectors[cand_rows]  # [C,v]
         rel = np.einsum("ckv,cv->ck", vectors[item_rows], cand_vec, optimize=True)  # [C,K]; padding row is zero
         out["long_rel"] = torch.from_numpy(np.where(mask, rel, 0.0).astype(np.float32))
+    return out
+
+
+def _shared_long_tensors(found: Retrieved, cand_items: IntArray, cand_rows: IntArray, now: int,
+                         default_kind: int, config: ModelConfig, lookups: Lookups) -> dict[str, Tensor]:  # fmt: skip
+    """One user's C candidates, ``found`` [C,K] by positions in that user's history (Retrieved.of_history: equal
+    positions are the same behaviour): the features of each distinct retrieved behaviour once (long_rows) and the
+    slots that read them (long_slot); the per-slot long_item .. long_dt are left to ``Batch.long_columns``."""
+    mask, items = found.mask, found.item_id  # [C,K] each
+    columns = (items, found.category_id, found.action, found.ts)
+    distinct = _distinct_behaviours(np.where(mask, found.index, -1), columns, check=False)
+    assert distinct is not None
+    raw, slot = distinct  # [4,R+1], [C,K]
+    r_items, r_cats, r_acts, r_ts = raw  # [R+1] each; column 0 is the padding
+    per_row = _slot_features(r_items, r_cats, r_acts, r_ts, np.arange(raw.shape[1]) > 0, now, config, lookups)
+    kind = default_kind if found.kind is None else found.kind
+    tag = np.where(mask, 1 + 2 * kind + (items == cand_items[:, None]), 0)
+    out = {"long_mask": torch.from_numpy(mask), "long_tag": torch.from_numpy(tag),
+           "long_rows": torch.from_numpy(np.stack(per_row)), "long_slot": torch.from_numpy(slot)}  # fmt: skip
+    if config.vocabulary:
+        assert lookups.items is not None
+        vectors = lookups.items.vectors
+        rel = _relevance(vectors[per_row[0]], slot, vectors[cand_rows])  # [C,K]; the padding row's vector is zero
+        out["long_rel"] = torch.from_numpy(np.where(mask, rel, np.float32(0.0)))
+    return out
+
+
+def _relevance(row_vec: npt.NDArray[np.float32], slot: IntArray, cand_vec: npt.NDArray[np.float32],
+               block: int = 64) -> npt.NDArray[np.float32]:  # fmt: skip
+    """[C,K] inner products of the behaviour vectors ``row_vec[slot]`` with each candidate's vector [C,v], in blocks
+    of candidates so that the gathered [block,K,v] vectors stay in cache (measured 1.3x faster than one gather)."""
+    out = np.empty(slot.shape, dtype=np.float32)
+    for start in range(0, len(slot), block):
+        end = start + block
+        np.einsum("ckv,cv->ck", np.take(row_vec, slot[start:end], axis=0), cand_vec[start:end], out=out[start:end])
     return out
 
 
@@ -293,13 +346,16 @@ def _slot_features(items: IntArray, cats: IntArray, acts: IntArray, ts: IntArray
             action_index(acts, mask, config), dt)  # fmt: skip
 
 
-def _distinct_behaviours(pos: IntArray, columns: Sequence[IntArray]) -> tuple[IntArray, IntArray] | None:
+def _distinct_behaviours(
+    pos: IntArray, columns: Sequence[IntArray], check: bool = True
+) -> tuple[IntArray, IntArray] | None:
     """One user's GSU result as its distinct behaviours (the candidates of a request retrieve many in common).
 
     pos [C,K]: history positions (-1: empty slot); columns: [C,K] each (the raw item, category, action, ts), 0 at
     empty slots. Returns (rows [n,R+1], slot [C,K]) with rows[i][slot] == columns[i] and column 0 the padding, or
     None when equal positions carry different values (positions that are not one history's, e.g.
-    HardSearch.search_lists's per-category lists) or an empty slot carries a value."""
+    HardSearch.search_lists's per-category lists) or an empty slot carries a value. ``check=False`` skips that
+    test, for positions known to be one history's (Retrieved.of_history)."""
     key = pos + 1  # [C,K] 0 = empty
     present = np.zeros(int(key.max()) + 1, dtype=bool)
     present[key] = True
@@ -312,7 +368,7 @@ def _distinct_behaviours(pos: IntArray, columns: Sequence[IntArray]) -> tuple[In
     first[slot.reshape(-1)] = np.arange(slot.size)  # a slot holding each column
     rows = np.stack([col.reshape(-1)[first] for col in columns])  # [n,R+1]
     rows[:, 0] = 0
-    if not all(np.array_equal(row[slot], col) for row, col in zip(rows, columns, strict=True)):
+    if check and not all(np.array_equal(row[slot], col) for row, col in zip(rows, columns, strict=True)):
         return None
     return rows, slot
 
@@ -384,8 +440,9 @@ def build_batch(
     now_u = np.broadcast_to(np.asarray(now, dtype=np.int64), (u,)).copy()
 
     short = _sequence_tensors(histories, config.short_len, config.short_len, config, lookups)
+    cand_rows = hash_items(items, None, config, lookups)
     batch = Batch(
-        cand_item=torch.from_numpy(hash_items(items, None, config, lookups)),
+        cand_item=torch.from_numpy(cand_rows),
         cand_cat=torch.from_numpy(hash_categories(cats, None, config, lookups)),
         user_of=torch.from_numpy(owner),
         now=torch.from_numpy(now_u),
@@ -403,7 +460,7 @@ def build_batch(
             raise ValueError(f"config.gsu={config.gsu!r} needs a GSU (retrieval.gsu) or precomputed `retrieved`")
         if retrieved is not None and len(retrieved) != u:
             raise ValueError(f"retrieved has {len(retrieved)} entries; expected one per user ({u})")
-        long = _long_tensors(histories, owner, items, cats, now_u, config, lookups, gsu, retrieved)
+        long = _long_tensors(histories, owner, items, cats, cand_rows, now_u, config, lookups, gsu, retrieved)
         for name, tensor in long.items():
             setattr(batch, name, tensor)
     if config.stats:

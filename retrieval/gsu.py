@@ -62,6 +62,8 @@ class Retrieved:
     action: I64
     mask: npt.NDArray[np.bool_]  # [C, K] True where a behaviour is present
     kind: I64 | None = None  # [C, K] retrieval.gsu_kinds.KIND_* of each slot (None: the searcher's one kind)
+    of_history: bool = True  # index is a position in the one history searched and the fields are its behaviour's
+    #                          (False: positions inside per-category lists, HardSearch.search_lists)
 
     @property
     def k(self) -> int:
@@ -188,6 +190,7 @@ class HardSearch:
             fields["ts"][inverse],
             fields["action"][inverse],
             index >= 0,
+            of_history=False,
         )
 
 

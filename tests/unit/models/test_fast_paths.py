@@ -24,6 +24,8 @@ USER_SIDE = ("now", "short_item", "short_cat", "short_action", "short_mask",
 def per_candidate_users(batch: Batch) -> Batch:
     """The same rows with one user row per candidate (U = C): nothing is shared, every plain path runs."""
     out = dataclasses.replace(batch, user_of=torch.arange(batch.n_candidates), long_rows=None, long_slot=None)
+    if batch.long_mask is not None:  # the slots' columns, however the batch holds them
+        out.long_item, out.long_cat, out.long_action, out.long_dt = batch.long_columns()
     for name in USER_SIDE:
         value = getattr(batch, name)
         if value is not None:
@@ -31,15 +33,16 @@ def per_candidate_users(batch: Batch) -> Batch:
     return out
 
 
-def served_batch(variant: str, lengths: tuple[int, ...], seed: int = 0) -> tuple[RankerModel, Batch]:
+def served_batch(variant: str, lengths: tuple[int, ...], seed: int = 0, *, idle_user: bool = False
+                 ) -> tuple[RankerModel, Batch]:  # fmt: skip
     """Hard-search features of ``len(lengths)`` users with 7 candidates each over 6 categories, of which the
     histories hold only 0..3: categories 4 and 5 retrieve nothing (all-padding rows); repeated categories
-    retrieve the same row."""
+    retrieve the same row. ``idle_user``: one more user, with no history and no candidates."""
     torch.manual_seed(seed)
     cfg = tiny(variant, gsu="hard")  # hard search: candidates of one category share their retrieved row
     model = RankerModel(cfg).eval()
     rng = np.random.default_rng(seed)
-    histories = [history(rng, n) for n in lengths]
+    histories = [history(rng, n) for n in lengths] + [history(rng, 0)] * idle_user
     c = 7 * len(lengths)
     user_of = np.repeat(np.arange(len(lengths)), 7)
     cats = np.tile([0, 1, 0, 4, 1, 5, 4], len(lengths))
@@ -72,13 +75,15 @@ def test_distinct_rows_groups_exactly_the_equal_rows() -> None:
 @pytest.mark.parametrize("lengths", [(40,), (0,), (40, 0, 3)])
 def test_shared_long_rows_give_the_per_candidate_logits(variant: str, lengths: tuple[int, ...]) -> None:
     model, batch = served_batch(variant, lengths)
-    assert model.long is not None and batch.long_item is not None and batch.long_mask is not None
-    # one user: build_batch hands over the distinct behaviours (the GSU's positions); several: the model groups rows
+    assert model.long is not None and batch.long_mask is not None
+    # one user: build_batch hands over the distinct behaviours (the GSU's positions) and no per-slot columns;
+    # several: the per-slot columns, and the model groups rows itself
     assert (batch.long_rows is not None) == (len(lengths) == 1) == (batch.long_slot is not None)
+    assert (batch.long_item is None) == (len(lengths) == 1)
     if batch.long_rows is not None and batch.long_slot is not None:
-        cols = (batch.long_item, batch.long_cat, batch.long_action, batch.long_dt)
-        for row, col in zip(batch.long_rows, cols, strict=True):
-            assert torch.equal(row[batch.long_slot], col)
+        _, plain = served_batch(variant, lengths, idle_user=True)  # two users: the per-slot layout
+        for mine, theirs in zip(batch.long_columns(), plain.long_columns(), strict=True):
+            assert torch.equal(mine, theirs)
         assert torch.equal(batch.long_slot == 0, ~batch.long_mask) and not batch.long_rows[:, 0].any()
         assert batch.long_rows.shape[1] <= 1 + int(batch.long_mask.sum())  # each retrieved behaviour at most once
     ctx = model.context(batch)
