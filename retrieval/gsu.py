@@ -357,8 +357,11 @@ def _expand(groups: Groups, scores: F32, top: I64, k: int) -> I64:
     # Equal scores of different items (colliding or identical vectors): order their behaviours by recency.
     tie = valid[:, 1:] & (scores[:, 1:] == scores[:, :-1]) & (take[:, :-1] > 0)
     tied = np.flatnonzero(tie.any(axis=1))
-    if len(tied):
-        out[tied] = _expand_with_ties(groups, scores[tied], top[tied], k)
+    if len(tied):  # candidates with equal (top, scores) rows share a result: e.g. every item without a vector
+        rows = np.concatenate([top[tied], scores[tied].view(np.int32).astype(np.int64)], axis=1)
+        _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        shared = _expand_with_ties(groups, scores[tied[first]], top[tied[first]], k)  # [distinct rows, k]
+        out[tied] = shared[inverse.reshape(-1)]
     return out
 
 

@@ -126,6 +126,19 @@ def test_equal_scores_of_different_items_interleave_by_recency() -> None:
         assert r.index.tolist() == [[2, 6, 5, 4, 3]], type(search).__name__
 
 
+def test_tied_candidates_in_one_request_get_their_own_results() -> None:
+    """Rows with ties are expanded once per distinct (items, scores) row and shared: many candidates without a
+    vector (every score 0) and several with ties of their own get what each gets when searched alone."""
+    index = hand_index({1: [1, 0], 2: [1, 0], 3: [2, 0], 4: [0, 1], 5: [0, 1]}, {CANDIDATE: [1, 0], 60: [0, 1]})
+    h = history_of([1, 2, 3, 4, 5, 1, 4, 2, 5, 9, 11, 3, 4])
+    cands = np.array([CANDIDATE, 70, 60, 71, CANDIDATE, 72, 60, 73])  # 70..73: no vector
+    for search in (ExactSearch(index, k=6), SoftSearch(index, k=6, nprobe=2, exact_below=0)):
+        together = search.search(h, cands, np.zeros(len(cands), dtype=np.int64))
+        alone = [search.search(h, cands[i : i + 1], np.array([0])).index[0].tolist() for i in range(len(cands))]
+        assert together.index.tolist() == alone, type(search).__name__
+        assert together.index[1].tolist() == together.index[3].tolist()  # the vector-less share one result
+
+
 def test_fewer_behaviours_than_k_leave_masked_slots(small_index: ItemIndex) -> None:
     h = history_of([1, 2])
     for search in (ExactSearch(small_index, k=4), SoftSearch(small_index, k=4, nprobe=2)):
