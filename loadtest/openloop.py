@@ -12,6 +12,7 @@ Statistics:
 - latency percentiles (nearest rank) use the successful (2xx) responses only, so a fast 503 cannot make the service
   look quick; failures are reported separately in ``errors`` (timeouts + connection errors + 5xx) and
   ``status_counts`` (``{"200": n, "503": m, "timeout": t, "error": e}``; 4xx appear there but are not ``errors``);
+  ``shed_p50_ms`` / ``shed_p99_ms``: how fast the 503s (load shed) came back (None without a 503);
 - ``achieved_rps`` counts responses with any HTTP status (not timeouts or connection errors) per measured second;
 - ``generator_lag_ms`` is how late the generator itself sent each request (a busy client machine shows here, not
   as server latency); ``late_sends`` counts those more than ``LATE_MS`` late.
@@ -177,8 +178,11 @@ def summarize(config: LoadConfig, latency_ms: npt.NDArray[np.float64], status: n
     }
     for (name, _), value in zip(PERCENTILES, percentiles(latency_ms[ok], [q for _, q in PERCENTILES]), strict=True):
         summary[name] = None if value is None else round(value, 3)
+    shed = percentiles(latency_ms[status == 503], [50.0, 99.0])
     summary.update(
         {
+            "shed_p50_ms": None if shed[0] is None else round(shed[0], 3),
+            "shed_p99_ms": None if shed[1] is None else round(shed[1], 3),
             "errors": timeouts + conn_errors + server_errors,
             "status_counts": dict(sorted(counts.items())),
             "ok": int(np.count_nonzero(ok)),

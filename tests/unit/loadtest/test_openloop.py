@@ -136,6 +136,9 @@ def test_latency_percentiles_cover_only_2xx_and_stay_under_the_timeout(
     assert s["p999_ms"] == round(ok[-1], 3)
     assert 0 < ok[0] <= ok[-1] <= 500  # deadline = scheduled + timeout, so nothing recorded beyond it
     assert s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] <= s["p999_ms"]  # type: ignore[operator]
+    shed = outcome.latency_ms[outcome.status == 503]  # the stand-in's 503s, reported apart
+    assert shed.size and s["shed_p99_ms"] == round(percentiles(sorted(shed), [99])[0], 3)  # type: ignore[arg-type]
+    assert s["shed_p50_ms"] <= s["shed_p99_ms"]  # type: ignore[operator]
 
 
 def test_connection_errors_are_counted_as_error() -> None:
