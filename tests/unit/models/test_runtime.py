@@ -22,7 +22,7 @@ def test_set_threads_sets_torch_faiss_and_blas() -> None:
     try:
         set_threads(2)
         assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (2, 2)
-        assert blas_threads() <= {2} and blas_threads()  # a machine with fewer cores caps the pool lower
+        assert blas_threads() and max(blas_threads()) <= 2  # pools that cannot take 2 (fewer cores) stay lower
         set_threads(1)  # a second call (inter-op threads can no longer change) still sets the rest
         assert (torch.get_num_threads(), faiss.omp_get_max_threads(), blas_threads()) == (1, 1, {1})
     finally:
