@@ -35,6 +35,7 @@ from retrieval.gsu import Retrieved
 from retrieval.gsu_kinds import KIND_CATEGORY, KIND_SOFT
 from retrieval.hashing import bucket, user_bucket
 from retrieval.history_stats import history_stats
+from retrieval.history_view import HistoryView
 from retrieval.item_tables import ItemTables
 from retrieval.vocabulary import Vocabulary
 
@@ -97,7 +98,7 @@ class RetrievedLike(Protocol):
 class Searcher(Protocol):
     """A GSU (retrieval.gsu.HardSearch / SoftSearch / ExactSearch, retrieval.gsu_hybrid.HybridSearch)."""
 
-    def search(self, history: Behaviors, cand_items: IntArray, cand_cats: IntArray) -> RetrievedLike: ...
+    def search(self, history: Behaviors | HistoryView, cand_items: IntArray, cand_cats: IntArray) -> RetrievedLike: ...
 
 
 @dataclass
@@ -213,7 +214,7 @@ def _sequence_tensors(
 
 
 def _long_tensors(
-    histories: Sequence[Behaviors],
+    histories: Sequence[Behaviors | HistoryView],
     user_of: IntArray,
     cand_items: IntArray,
     cand_cats: IntArray,
@@ -374,7 +375,7 @@ def _distinct_behaviours(
 
 
 def _stats_tensor(
-    histories: Sequence[Behaviors],
+    histories: Sequence[Behaviors | HistoryView],
     user_of: IntArray,
     cand_items: IntArray,
     cand_cats: IntArray,
@@ -398,7 +399,7 @@ def _stats_tensor(
 
 
 def build_batch(
-    histories: Sequence[Behaviors],
+    histories: Sequence[Behaviors | HistoryView],
     user_of: npt.ArrayLike,
     cand_items: npt.ArrayLike,
     cand_cats: npt.ArrayLike,
@@ -414,7 +415,8 @@ def build_batch(
 ) -> Batch:
     """Features of C candidate rows of U users.
 
-    histories: one BEHAVIOR_DTYPE array per user, oldest first (only behaviours before ``now`` belong here).
+    histories: one BEHAVIOR_DTYPE array per user, oldest first (only behaviours before ``now`` belong here), or a
+    request's retrieval.history_view.HistoryView of it (the GSU and the statistics then share what they derive).
     user_of [C]: the user (index into ``histories``) of each candidate row. cand_items / cand_cats [C]: raw ids.
     now: unix seconds, one for all users or one per user [U]. gsu: the General Search Unit for the long branch
     (needed when config.gsu != "none", unless ``retrieved`` gives per user the GSU result for that user's candidate
@@ -439,7 +441,8 @@ def build_batch(
         raise ValueError("cand_items and cand_cats must be ids >= 0")
     now_u = np.broadcast_to(np.asarray(now, dtype=np.int64), (u,)).copy()
 
-    short = _sequence_tensors(histories, config.short_len, config.short_len, config, lookups)
+    records = [h.records if isinstance(h, HistoryView) else h for h in histories]
+    short = _sequence_tensors(records, config.short_len, config.short_len, config, lookups)
     cand_rows = hash_items(items, None, config, lookups)
     batch = Batch(
         cand_item=torch.from_numpy(cand_rows),
@@ -472,7 +475,7 @@ def build_batch(
             excl = None if exclude_action is None else np.asarray(exclude_action, dtype=np.int64).reshape(-1)
             batch.cand_stats = _stats_tensor(histories, owner, items, cats, now_u, config, lookups, excl)
     if config.full_attention:
-        length = max(1, max(len(h) for h in histories))
-        full = _sequence_tensors(histories, length, None, config, lookups)
+        length = max(1, max(len(h) for h in records))
+        full = _sequence_tensors(records, length, None, config, lookups)
         batch.full_item, batch.full_cat, batch.full_action, batch.full_mask = full
     return batch

@@ -40,7 +40,9 @@ from models.layers import (
     distinct_rows,
     per_candidate,
 )
+from retrieval.events import Behaviors
 from retrieval.gsu_kinds import N_TAGS
+from retrieval.history_view import HistoryView
 
 
 class RankerOutput(NamedTuple):
@@ -395,7 +397,7 @@ def _need(batch: Batch, *names: str) -> list[Tensor]:
 
 def score(
     model: RankerModel,
-    history: npt.NDArray[np.void],
+    history: Behaviors | HistoryView,
     cand_items: npt.ArrayLike,
     cand_cats: npt.ArrayLike,
     now: int,
@@ -406,7 +408,8 @@ def score(
     user_id: str | None = None,
 ) -> npt.NDArray[np.float32]:
     """pCTR [C] of one user's candidates: build_batch with U = 1 (models.features: the features training sees),
-    forward under inference_mode, sigmoid. ``user_id``: needed by a model with a user-id embedding.
+    forward under inference_mode, sigmoid. ``history``: the plain array or the request's HistoryView (the one the
+    GSU searched: what both derive is computed once). ``user_id``: needed by a model with a user-id embedding.
 
     The model is used as it is (artifacts.load returns it in eval mode); this never switches modes, so concurrent
     callers can share one model.

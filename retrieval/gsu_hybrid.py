@@ -57,7 +57,7 @@ def _in_rows(values: I64, sets: I64) -> npt.NDArray[np.bool_]:
     c = values.shape[0]
     span = int(max(values.max(initial=0), sets.max(initial=0))) + 2
     base = (np.arange(c, dtype=np.int64) * span)[:, None]
-    flat = np.sort((np.where(sets >= 0, sets, span - 1) + base).reshape(-1))
+    flat = (np.sort(np.where(sets >= 0, sets, span - 1), axis=1) + base).reshape(-1)  # rows sorted, then ascending
     keys = (values + base).reshape(-1)
     pos = np.minimum(np.searchsorted(flat, keys), len(flat) - 1)
     found: npt.NDArray[np.bool_] = ((flat[pos] == keys) & (values.reshape(-1) >= 0)).reshape(values.shape)

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from retrieval.events import Behaviors
+from retrieval.history_view import HistoryView
 from retrieval.item_tables import ItemTables
 from retrieval.lookup import find
 
@@ -90,6 +91,13 @@ def _match(history_keys: I64, candidate_keys: I64) -> _Matches:
     return _Matches(inverse.reshape(-1).astype(np.int64), len(distinct), which, position)
 
 
+def _match_items(view: HistoryView, candidate_items: I64) -> _Matches:
+    """_match of the history's items, through the view (the hybrid GSU looks up the same distinct items)."""
+    distinct, inverse = np.unique(candidate_items, return_inverse=True)
+    which, position = view.find_items(distinct)
+    return _Matches(inverse.reshape(-1).astype(np.int64), len(distinct), which, position)
+
+
 def _counts(m: _Matches, strong: npt.NDArray[np.bool_], ts: I64, length: int, now: I64,
             windows: tuple[int, ...]) -> list[F32]:  # fmt: skip
     """Per candidate: count, strong count, each window's count, days since the last match (raw, not logged)."""
@@ -110,7 +118,7 @@ def _counts(m: _Matches, strong: npt.NDArray[np.bool_], ts: I64, length: int, no
 
 
 def history_stats(
-    history: Behaviors,
+    history: Behaviors | HistoryView,
     cand_items: npt.ArrayLike,
     cand_cats: npt.ArrayLike,
     now: int | npt.ArrayLike,
@@ -121,18 +129,18 @@ def history_stats(
 ) -> F32:
     """[C, len(stat_names(spec, tables is not None))] float32. ``history`` oldest first (every ts < now in
     training); ``now`` one time or one per candidate; ``exclude_action`` [C]: the action of a candidate's own event
-    counted in ``tables`` (leave-one-out), -1 for none."""
+    counted in ``tables`` (leave-one-out), -1 for none. A request's HistoryView shares with the GSU what both derive
+    from the history (its columns, where the candidates' items occur, its item rows and distinct items)."""
+    view = HistoryView.of(history)
     items = np.asarray(cand_items, dtype=np.int64).reshape(-1)
     cats = np.asarray(cand_cats, dtype=np.int64).reshape(-1)
     now_c = np.broadcast_to(np.asarray(now, dtype=np.int64), items.shape)
-    length = len(history)
-    h_items = np.ascontiguousarray(history["item_id"]).astype(np.int64, copy=False)
-    h_cats = np.ascontiguousarray(history["category_id"]).astype(np.int64)
-    h_ts = np.ascontiguousarray(history["ts"]).astype(np.int64, copy=False)
-    strong = np.ascontiguousarray(history["action"]) >= spec.strong_action
+    length = len(view)
+    h_cats, h_ts = view.categories, view.ts
+    strong = view.actions >= spec.strong_action
     n_strong = float(strong.sum())
 
-    item = _counts(_match(h_items, items), strong, h_ts, length, now_c, spec.windows)
+    item = _counts(_match_items(view, items), strong, h_ts, length, now_c, spec.windows)
     cat = _counts(_match(h_cats, cats), strong, h_ts, length, now_c, spec.windows)
     n_w = len(spec.windows)
     cat_count, cat_strong = cat[0], cat[1]
@@ -144,9 +152,9 @@ def history_stats(
     if tables is not None:
         cols += _global(tables, items, exclude_action)
         if spec.neighbours:
-            cols += _neighbours(tables, items, h_items, strong)
+            cols += _neighbours(tables, items, view, strong)
         if spec.vectors:
-            cols += _vectors(tables, items, h_items, spec.windows[0])
+            cols += _vectors(tables, items, view, spec.windows[0])
     return np.stack(cols, axis=1).astype(np.float32, copy=False) if cols else np.zeros((c, 0), np.float32)
 
 
@@ -163,18 +171,20 @@ def _global(tables: ItemTables, items: I64, exclude_action: npt.ArrayLike | None
     return [np.log1p(np.maximum(count, 0.0)).astype(np.float32), rate.astype(np.float32)]
 
 
-def _neighbours(tables: ItemTables, items: I64, h_items: I64, strong: npt.NDArray[np.bool_]) -> list[F32]:
-    """The target's graph neighbours in the history: how many of them occur, Σ PMI·log1p(count), Σ PMI·log1p(strong)."""
+def _neighbours(tables: ItemTables, items: I64, view: HistoryView, strong: npt.NDArray[np.bool_]) -> list[F32]:
+    """The target's graph neighbours in the history: how many of them occur, Σ PMI·log1p(count), Σ PMI·log1p(strong).
+
+    Neighbours are known items, each its own vocabulary row (unknown items share the overflow rows above them), so
+    an item's behaviours are counted by its row: one pass over the history's rows, none over the C·M neighbours."""
     rows = tables.vocab.rows(items)
     nb = tables.neighbours[rows].astype(np.int64)  # [C, M] vocabulary rows, 0 = none
     weight = tables.weights[rows].astype(np.float64)  # [C, M]
-    ids = tables.vocab.known[np.maximum(nb - 1, 0)]  # neighbours are known items: row r is known[r - 1]
-    m = _match(h_items, ids.reshape(-1))
-    count = np.bincount(m.which, minlength=m.n_keys)[m.key_of_candidate].reshape(nb.shape)
-    n_strong = np.bincount(m.which, weights=strong[m.position], minlength=m.n_keys)[m.key_of_candidate]
+    h_rows = view.item_rows(tables.vocab)  # [L]
+    count = np.bincount(h_rows, minlength=tables.vocab.size)[nb]  # [C, M]
+    n_strong = np.bincount(h_rows, weights=strong, minlength=tables.vocab.size)[nb]
     real = nb > 0
     count = np.where(real, count, 0)
-    n_strong = np.where(real, n_strong.reshape(nb.shape), 0.0)
+    n_strong = np.where(real, n_strong, 0.0)
     seen = (count > 0).sum(axis=1)
     return [
         np.log1p(seen).astype(np.float32),
@@ -183,7 +193,7 @@ def _neighbours(tables: ItemTables, items: I64, h_items: I64, strong: npt.NDArra
     ]
 
 
-def _vectors(tables: ItemTables, items: I64, h_items: I64, recent: int) -> list[F32]:
+def _vectors(tables: ItemTables, items: I64, view: HistoryView, recent: int) -> list[F32]:
     """Cosine of the target's item vector to the history's other distinct items (module docstring).
 
     The [C, n] similarities to the n distinct items (a 54,000-behaviour history holds ~18,000) are never held
@@ -191,10 +201,11 @@ def _vectors(tables: ItemTables, items: I64, h_items: I64, recent: int) -> list[
     read while it sits in cache (measured 3.8× faster than whole-matrix passes at C = 500, n = 18,000, same values).
     The re-engaged items (count >= REPEAT) are few and get their own small product."""
     c = len(items)
-    if len(h_items) == 0:
+    if len(view) == 0:
         return [np.zeros(c, np.float32)] * 6
-    h_rows = tables.vocab.rows(h_items)
-    rows, counts = np.unique(h_rows, return_counts=True)  # distinct items of the history, sorted
+    h_rows = view.item_rows(tables.vocab)
+    distinct = view.item_groups(tables.vocab)
+    rows, counts = distinct.keys, distinct.counts  # distinct items of the history, sorted
     n, vectors = len(rows), tables.vectors
     target = tables.vocab.rows(items)
     tv = vectors[target]  # [C,v]

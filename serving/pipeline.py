@@ -42,6 +42,7 @@ from models.features import RetrievedLike, build_batch
 from models.ranker import score
 from retrieval.events import empty_behaviors
 from retrieval.gsu import HardSearch
+from retrieval.history_view import HistoryView
 from retrieval.impressions import ImpressionCounter
 from retrieval.store import BehaviorStore, StoreError, UserHistory
 from serving.logs import log_swallowed
@@ -134,9 +135,10 @@ class Ranker:
         timings["store"] = (t1 - t0) * 1e3
 
         degraded = history is None
-        behaviours = empty_behaviors()
+        records = empty_behaviors()
         if history is not None:
-            behaviours = history.full if history.full is not None else history.recent
+            records = history.full if history.full is not None else history.recent
+        behaviours = HistoryView(records)  # what the GSU and the statistics both derive from it, once
         retrieved: RetrievedLike | None = None
         if isinstance(model.gsu, HardSearch):
             by_category = history.by_category if history is not None else {}
@@ -180,7 +182,7 @@ class Ranker:
         return out
 
     def _explore(
-        self, model: LoadedModel, user_id: str, behaviours: Any, items: npt.NDArray[np.int64],
+        self, model: LoadedModel, user_id: str, behaviours: HistoryView, items: npt.NDArray[np.int64],
         cats: npt.NDArray[np.int64],
         clock: int, retrieved: RetrievedLike | None, top_n: int, policy: ExplorePolicy, request_id: str,
         degraded: bool, timings: dict[str, float], t2: float,

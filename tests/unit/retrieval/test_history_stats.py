@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from retrieval.events import BEHAVIOR_DTYPE, Behaviors
+from retrieval.gsu_hybrid import HybridSearch
 from retrieval.history_stats import BLOCK, NEAR, NEVER_DAYS, REPEAT, StatsSpec, history_stats, stat_names
+from retrieval.history_view import HistoryView
 from retrieval.item_graph import fit_item_tables
 
 DAY = 86_400
@@ -129,3 +131,38 @@ def test_vector_statistics_match_their_definition_across_blocks() -> None:
     names = stat_names(SPEC, True)
     got = out[:, [names.index(n) for n in names if n.startswith("vec_")]]
     np.testing.assert_allclose(got, _vector_stats_by_definition(tables, items, history, SPEC.windows[0]), atol=2e-5)
+
+
+def test_neighbour_statistics_match_their_definition_and_a_view_gives_the_same() -> None:
+    """nb_*: per candidate, over its item's graph neighbours (known items) — how many occur in the history, and
+    Σ weight·log1p(count), Σ weight·log1p(strong count); unknown items of the history (overflow rows) count for
+    none. A request's HistoryView, already used by a search, gives the same statistics as the plain array."""
+    rng = np.random.default_rng(7)
+    histories = [behaviours([(int(i), int(i) % 5, 1, int(rng.integers(0, 4))) for i in rng.zipf(1.4, 300) % 120])
+                 for _ in range(8)]  # fmt: skip
+    tables = fit_item_tables(histories, strong_action=2, window=3, neighbours=5, dim=4)
+    history = np.concatenate([histories[0], behaviours([(10_000 + i, 1, 1, 3) for i in range(40)])])  # + unknown
+    items = [int(i) for i in rng.choice(tables.vocab.known, 50)] + [99_999]
+    out = history_stats(history, items, [i % 5 for i in items], NOW, SPEC, tables)
+    names = stat_names(SPEC, True)
+    got = out[:, [names.index(n) for n in ("nb_seen", "nb_count", "nb_strong")]]
+    want = []
+    for item in items:
+        row = tables.vocab.rows([item])[0]
+        seen = count_sum = strong_sum = 0.0
+        for nb, w in zip(tables.neighbours[row], tables.weights[row], strict=True):
+            if nb == 0:
+                continue
+            hit = history["item_id"] == tables.vocab.known[nb - 1]
+            n, n_strong = int(hit.sum()), int((hit & (history["action"] >= SPEC.strong_action)).sum())
+            seen += n > 0
+            count_sum += w * np.log1p(n)
+            strong_sum += w * np.log1p(n_strong)
+        want.append([np.log1p(seen), count_sum, strong_sum])
+    np.testing.assert_allclose(got, np.array(want), rtol=1e-5, atol=1e-6)
+    assert np.any(got[:, 0] > 0) and got[-1].tolist() == [0.0, 0.0, 0.0]  # some neighbours occur; unknown: none
+
+    view = HistoryView(history)
+    HybridSearch(None, 8, 4).search(view, np.array(items), np.array([i % 5 for i in items]))  # fills the view ...
+    view.item_groups(tables.vocab)  # ... as the soft search does
+    np.testing.assert_array_equal(history_stats(view, items, [i % 5 for i in items], NOW, SPEC, tables), out)
