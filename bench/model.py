@@ -18,7 +18,8 @@ load that comes and goes during the run weighs on all of them alike):
   same for the hard-search variant (``sim_can`` with ``gsu=hard``, its own GSU result);
 - ``forward_only_p50_ms``: ``RankerModel.forward`` on the built batch under ``torch.inference_mode``;
 - ``forward_p50_ms``: one model request as the pipeline runs it — the search, then ``models.ranker.score``
-  (statistics, features, forward, sigmoid);
+  (statistics, features, forward, sigmoid), both reading one HistoryView of the history (what they both derive
+  from it is computed once); the stages above each start from the plain array;
 - ``stats_search_share`` = (stats_ms + gsu_ms) ÷ forward_p50_ms (issue 9: ≤ 0.25).
 
 The floor: ``flops`` is what torch.utils.flop_counter.FlopCounterMode counts in one forward (the matrix products;
@@ -134,6 +135,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from retrieval.gsu import HardSearch
     from retrieval.gsu_hybrid import build_gsu
     from retrieval.history_stats import history_stats
+    from retrieval.history_view import HistoryView
     from serving.settings import Settings
 
     set_threads(args.threads)
@@ -161,17 +163,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         with torch.inference_mode():
             return model(batch).logits
 
-    def request() -> object:  # as serving.pipeline.Ranker.rank: the search, then score()
-        retrieved = gsu.search(history, items, cats)
-        return score(model, history, items, cats, now, gsu, lookups=lookups, retrieved=retrieved)
+    def request() -> object:  # as serving.pipeline.Ranker.rank: the request's view, the search, then score()
+        view = HistoryView(history)
+        retrieved = gsu.search(view, items, cats)
+        return score(model, view, items, cats, now, gsu, lookups=lookups, retrieved=retrieved)
 
     served = {k: f.default for k, f in Settings.model_fields.items() if k.startswith("explore_")}
     params = policy_params(args.policy or served["explore_policy"], served["explore_lambda"],
                            served["explore_dropout"], args.samples)  # fmt: skip
 
     def explore_request() -> object:
-        retrieved = gsu.search(history, items, cats)
-        explored = build_batch([history], owner, items, cats, now, ours, gsu, retrieved=[retrieved], lookups=lookups)
+        view = HistoryView(history)
+        retrieved = gsu.search(view, items, cats)
+        explored = build_batch([view], owner, items, cats, now, ours, gsu, retrieved=[retrieved], lookups=lookups)
         return age_slate(model, explored, params, top_n=args.top_n, budget=served["explore_budget"], seed=0,
                          draws=served["explore_propensity_draws"])  # fmt: skip
 
