@@ -218,8 +218,8 @@ def _vectors(tables: ItemTables, items: I64, view: HistoryView, recent: int) -> 
     k3, k5 = min(3, n), min(5, n)
     if rep.shape[1] < k3:  # fewer re-engaged items than three: the missing ones count as -1
         rep = np.concatenate([rep, np.full((c, k3 - rep.shape[1]), -1.0, np.float32)], axis=1)
-    top3 = np.partition(rep, rep.shape[1] - k3, axis=1)[:, rep.shape[1] - k3 :]
-    top5 = np.empty((c, k5), np.float32)
+    top3 = _top_mean(rep, k3)
+    top5 = np.empty(c, np.float32)
     mass = np.empty(c, np.float32)
     weights = counts.astype(np.float32)
     for start in range(0, c, BLOCK):
@@ -227,7 +227,7 @@ def _vectors(tables: ItemTables, items: I64, view: HistoryView, recent: int) -> 
         sims = tv[start:stop] @ keys  # [B,n]
         mine = np.flatnonzero(own[start:stop])
         sims[mine, at[start:stop][mine]] = -1.0
-        top5[start:stop] = np.partition(sims, n - k5, axis=1)[:, n - k5 :]
+        top5[start:stop] = _top_mean(sims, k5)
         np.subtract(sims, NEAR, out=sims)
         np.maximum(sims, 0.0, out=sims)
         mass[start:stop] = sims @ weights  # Σ count·max(0, cos − NEAR)
@@ -238,5 +238,30 @@ def _vectors(tables: ItemTables, items: I64, view: HistoryView, recent: int) -> 
         norm = float(np.linalg.norm(direction))
         return (tv @ direction / norm).astype(np.float32) if norm > 1e-9 else np.zeros(c, np.float32)
 
-    return [rep.max(axis=1).astype(np.float32), top3.mean(axis=1).astype(np.float32),
-            np.log1p(mass).astype(np.float32), top5.mean(axis=1).astype(np.float32), cosine(taste), cosine(now)]
+    return [rep.max(axis=1).astype(np.float32), top3, np.log1p(mass).astype(np.float32), top5, cosine(taste),
+            cosine(now)]
+
+
+def _top_mean(values: F32, k: int, chunks: int = 64) -> F32:
+    """[B] the mean of the k largest values of each row of [B, n], exactly, without a partition of every row.
+
+    The maxima of ``chunks`` column ranges are distinct elements of the row, so the k-th largest of them, ``bound``,
+    is at most the row's k-th largest: the k largest are the values above ``bound`` (about k per row; the largest k
+    of them when there are more) and, when fewer than k are above it, copies of ``bound`` itself. Measured several
+    times faster than ``np.partition`` at n = 18,000, which dominated the vector statistics."""
+    b, n = values.shape
+    if n < 4 * chunks:
+        small: F32 = np.partition(values, n - k, axis=1)[:, n - k :].mean(axis=1).astype(np.float32)
+        return small
+    width = n // chunks
+    maxima = values[:, : chunks * width].reshape(b, chunks, width).max(axis=2)  # [B, chunks]
+    bound = np.partition(maxima, chunks - k, axis=1)[:, chunks - k]  # [B] <= the row's k-th largest
+    flat = np.flatnonzero(values > bound[:, None])  # row-major: rows ascending
+    row, vals = flat // n, values.reshape(-1)[flat]
+    order = np.lexsort((-vals, row))  # by row, then value descending
+    row, vals = row[order], vals[order]
+    rank = np.arange(len(row)) - np.searchsorted(row, np.arange(b))[row]  # place within the row
+    keep = rank < k
+    above = np.bincount(row[keep], minlength=b)  # [B] <= k values above the bound taken
+    total = np.bincount(row[keep], weights=vals[keep], minlength=b) + (k - above) * bound.astype(np.float64)
+    return (total / k).astype(np.float32)

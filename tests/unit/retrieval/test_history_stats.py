@@ -7,7 +7,7 @@ import pytest
 
 from retrieval.events import BEHAVIOR_DTYPE, Behaviors
 from retrieval.gsu_hybrid import HybridSearch
-from retrieval.history_stats import BLOCK, NEAR, NEVER_DAYS, REPEAT, StatsSpec, history_stats, stat_names
+from retrieval.history_stats import BLOCK, NEAR, NEVER_DAYS, REPEAT, StatsSpec, _top_mean, history_stats, stat_names
 from retrieval.history_view import HistoryView
 from retrieval.item_graph import fit_item_tables
 
@@ -166,3 +166,18 @@ def test_neighbour_statistics_match_their_definition_and_a_view_gives_the_same()
     HybridSearch(None, 8, 4).search(view, np.array(items), np.array([i % 5 for i in items]))  # fills the view ...
     view.item_groups(tables.vocab)  # ... as the soft search does
     np.testing.assert_array_equal(history_stats(view, items, [i % 5 for i in items], NOW, SPEC, tables), out)
+
+
+@pytest.mark.parametrize("n", [3, 255, 256, 257, 1000, 4099])
+def test_top_mean_is_the_mean_of_the_k_largest(n: int) -> None:
+    """_top_mean's bound from chunk maxima never drops one of the k largest: the same as a full partition, also
+    with many ties and with the largest values all in one chunk."""
+    rng = np.random.default_rng(n)
+    for values in (rng.standard_normal((33, n)).astype(np.float32),
+                   np.round(rng.standard_normal((33, n)), 1).astype(np.float32),  # many ties
+                   np.sort(rng.standard_normal((33, n)), axis=1).astype(np.float32),
+                   np.where(rng.random((33, n)) < 2 / n, 1.0, 0.0).astype(np.float32)):  # ~2 ones, then zeros
+        # (a candidate without a vector: every similarity equal; fewer than k values above the rest)
+        for k in range(1, min(5, n) + 1):
+            want = np.sort(values, axis=1)[:, n - k :].mean(axis=1)
+            np.testing.assert_allclose(_top_mean(values, k), want, rtol=1e-6, atol=1e-6)
