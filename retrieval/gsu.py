@@ -359,10 +359,25 @@ def _expand(groups: Groups, scores: F32, top: I64, k: int) -> I64:
     tied = np.flatnonzero(tie.any(axis=1))
     if len(tied):  # candidates with equal (top, scores) rows share a result: e.g. every item without a vector
         rows = np.concatenate([top[tied], scores[tied].view(np.int32).astype(np.int64)], axis=1)
-        _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        first, inverse = _distinct_rows(rows)
         shared = _expand_with_ties(groups, scores[tied[first]], top[tied[first]], k)  # [distinct rows, k]
-        out[tied] = shared[inverse.reshape(-1)]
+        out[tied] = shared[inverse]
     return out
+
+
+def _distinct_rows(rows: I64) -> tuple[I64, I64]:
+    """(first, inverse) of the distinct rows of [n, w]: rows[first] are distinct and rows[first][inverse] == rows.
+    Rows are told apart by a multiplicative hash (one 1-D unique, not a sort of whole rows), then checked; a hash
+    collision between different rows falls back to np.unique over the rows themselves."""
+    with np.errstate(over="ignore"):  # arithmetic modulo 2^64
+        weights = (np.arange(1, rows.shape[1] + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+        keys = (rows.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if not np.array_equal(rows[first][inverse], rows):
+        _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    return first.astype(np.int64), inverse.astype(np.int64)
 
 
 def _expand_with_ties(groups: Groups, scores: F32, top: I64, k: int) -> I64:

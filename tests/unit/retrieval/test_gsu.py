@@ -11,6 +11,7 @@ from retrieval.gsu import (
     HardSearch,
     Retrieved,
     SoftSearch,
+    _distinct_rows,
     gather,
     recall_at_k,
     stable_argsort_small,
@@ -223,3 +224,20 @@ def test_recall_at_k_on_hand_made_pairs() -> None:
     assert recall_at_k(made([[-1] * 4] * 3), exact) == 0.0
     with pytest.raises(ValueError, match="candidates"):
         recall_at_k(made([[1, 2, 3, 4]]), exact)
+
+
+def test_distinct_rows_groups_equal_rows_even_when_their_hashes_collide() -> None:
+    rng = np.random.default_rng(3)
+    rows = rng.integers(-3, 3, size=(200, 5))  # many repeated rows
+    first, inverse = _distinct_rows(rows)
+    assert np.array_equal(rows[first][inverse], rows)
+    assert len(first) == len(np.unique(rows, axis=0))
+    # two different rows with one hash: x·w1 = y·w2 (mod 2^64), the weights of columns 1 and 2
+    golden, mod = 0x9E3779B97F4A7C15, 2**64
+    w1, w2 = (1 * golden % mod) | 1, (2 * golden % mod) | 1
+    x = 12345
+    y = x * w1 * pow(w2, -1, mod) % mod
+    y_signed = y - mod if y >= 2**63 else y
+    clash = np.array([[x, 0], [0, y_signed], [x, 0]], dtype=np.int64)
+    first, inverse = _distinct_rows(clash)
+    assert len(first) == 2 and np.array_equal(clash[first][inverse], clash) and inverse[0] == inverse[2]
