@@ -155,10 +155,14 @@ class HardSearch:
         """Group the full history by category once (the view keeps the grouping), then read each candidate's
         category group."""
         view = _check_history(history)
+        return gather(view, self.positions(view, cand_items, cand_cats))
+
+    def positions(self, view: HistoryView, cand_items: npt.ArrayLike, cand_cats: npt.ArrayLike) -> I64:
+        """[C, K] the history positions ``search`` gathers (-1 = empty slot)."""
         _, cats = _check_candidates(cand_items, cand_cats)
         if len(view) == 0:
-            return gather(view, np.full((len(cats), self.k), -1, dtype=np.int64))
-        return gather(view, _latest_k(view.category_groups, view.category_groups.find(cats), self.k))
+            return np.full((len(cats), self.k), -1, dtype=np.int64)
+        return _latest_k(view.category_groups, view.category_groups.find(cats), self.k)
 
     def search_lists(
         self, by_category: Mapping[int, Behaviors], cand_items: npt.ArrayLike, cand_cats: npt.ArrayLike
@@ -272,17 +276,21 @@ class SoftSearch:
         self, history: History, cand_items: npt.ArrayLike, cand_cats: npt.ArrayLike | None = None
     ) -> Retrieved:
         view = _check_history(history)
+        return gather(view, self.positions(view, cand_items, cand_cats))
+
+    def positions(self, view: HistoryView, cand_items: npt.ArrayLike, cand_cats: npt.ArrayLike | None = None) -> I64:
+        """[C, K] the history positions ``search`` gathers (-1 = empty slot)."""
         items, _ = _check_candidates(cand_items, cand_cats)
         k, n_cand = self.k, len(items)
         if len(view) == 0 or n_cand == 0:
-            return gather(view, np.full((n_cand, k), -1, dtype=np.int64))
+            return np.full((n_cand, k), -1, dtype=np.int64)
         idx = self.index
         # 1. Behaviours grouped by item bucket (a bucket is one vector, hence one score), positions oldest first.
         _, groups = bucket_groups(view, idx)
         n_distinct = len(groups.keys)
         queries = idx.query_vectors(items)
         if n_distinct <= self.exact_below:  # few distinct items: scoring them all is cheaper than building an IVF
-            return gather(view, _expand(groups, *_exact_top(queries, idx.keys[groups.keys], k), k))
+            return _expand(groups, *_exact_top(queries, idx.keys[groups.keys], k), k)
         # 2. The distinct buckets into a per-request IVF whose lists are the ItemIndex's clusters.
         ivf = faiss.IndexIVFFlat(idx.quantizer, idx.dim, idx.n_clusters, faiss.METRIC_INNER_PRODUCT)
         vectors = np.ascontiguousarray(idx.keys[groups.keys])
@@ -308,7 +316,7 @@ class SoftSearch:
                 wide_scores[again], wide_top[again] = _search_preassigned(ivf, queries[again], kk, probes[again])
                 scores, top = wide_scores, wide_top
         # 5. Items -> behaviours, most recent first, until K slots are filled.
-        return gather(view, _expand(groups, scores, top, k))
+        return _expand(groups, scores, top, k)
 
 
 def _exact_top(queries: F32, keys: F32, k: int) -> tuple[F32, I64]:

@@ -88,9 +88,9 @@ class HybridSearch:
             keep = (index >= 0) & (h_items[safe] != items[:, None]) if len(h_items) else index >= 0
             return _compact(index, keep)
 
-        soft, n_soft = (other_items(self.soft.search(history, items, cats).index) if self.soft is not None
+        soft, n_soft = (other_items(self.soft.positions(history, items, cats)) if self.soft is not None
                         else (np.full((c, 0), -1, np.int64), np.zeros(c, np.int64)))  # fmt: skip
-        cat_index = self.hard.search(history, items, cats).index
+        cat_index = self.hard.positions(history, items, cats)
         cat, n_cat = other_items(np.where(_in_rows(cat_index, soft), -1, cat_index) if soft.shape[1] else cat_index)
         rest = k - n_hits
         q_soft = np.minimum(n_soft, np.maximum((rest + 1) // 2, rest - n_cat))
