@@ -25,6 +25,7 @@ Features, in ``stat_names(spec, with_tables)`` order (counts as log1p, times as 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,16 +86,11 @@ class _Matches:
     position: I64  # [H] its position in the history (ascending)
 
 
-def _match(history_keys: I64, candidate_keys: I64) -> _Matches:
+def _match(candidate_keys: I64, find_keys: Callable[[I64], tuple[I64, I64]]) -> _Matches:
+    """The behaviours whose key is one of the candidates' distinct keys; ``find_keys``: lookup.find over the
+    history's keys (for items, the view's memoised one, which the hybrid GSU has already run)."""
     distinct, inverse = np.unique(candidate_keys, return_inverse=True)
-    which, position = find(history_keys, distinct)
-    return _Matches(inverse.reshape(-1).astype(np.int64), len(distinct), which, position)
-
-
-def _match_items(view: HistoryView, candidate_items: I64) -> _Matches:
-    """_match of the history's items, through the view (the hybrid GSU looks up the same distinct items)."""
-    distinct, inverse = np.unique(candidate_items, return_inverse=True)
-    which, position = view.find_items(distinct)
+    which, position = find_keys(distinct)
     return _Matches(inverse.reshape(-1).astype(np.int64), len(distinct), which, position)
 
 
@@ -140,8 +136,8 @@ def history_stats(
     strong = view.actions >= spec.strong_action
     n_strong = float(strong.sum())
 
-    item = _counts(_match_items(view, items), strong, h_ts, length, now_c, spec.windows)
-    cat = _counts(_match(h_cats, cats), strong, h_ts, length, now_c, spec.windows)
+    item = _counts(_match(items, view.find_items), strong, h_ts, length, now_c, spec.windows)
+    cat = _counts(_match(cats, lambda keys: find(h_cats, keys)), strong, h_ts, length, now_c, spec.windows)
     n_w = len(spec.windows)
     cat_count, cat_strong = cat[0], cat[1]
     cols = [(item[0] > 0).astype(np.float32), *(np.log1p(c) for c in item[: 2 + n_w]), np.log1p(item[-1])]

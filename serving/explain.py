@@ -39,6 +39,7 @@ from models.ranker import attention, score
 from retrieval.events import Behaviors, empty_behaviors
 from retrieval.gsu_kinds import KIND_CATEGORY, KIND_NAMES, KIND_SOFT
 from retrieval.history_stats import stat_names
+from retrieval.history_view import HistoryView
 from serving.model_state import LoadedModel
 from serving.pipeline import Ranker
 
@@ -76,12 +77,13 @@ def explain(
     if history is not None and history.full is not None:
         full = history.full
 
-    retrieved = model.gsu.search(full, items, cats) if model.gsu is not None else None
-    pctr = score(net, full, items, cats, clock, model.gsu, lookups=lookups, retrieved=retrieved,
+    view = HistoryView(full)  # as /v1/rank: what the search, the statistics and the features derive, once
+    retrieved = model.gsu.search(view, items, cats) if model.gsu is not None else None
+    pctr = score(net, view, items, cats, clock, model.gsu, lookups=lookups, retrieved=retrieved,
                  user_id=user_id)  # /v1/rank's path
     short_history = full[max(0, len(full) - cfg.short_len) :]
     short_only = score(net, short_history, items, cats, clock, model.gsu, lookups=lookups, user_id=user_id)
-    batch = build_batch([full], np.zeros(len(items), dtype=np.int64), items, cats, clock, cfg, model.gsu,
+    batch = build_batch([view], np.zeros(len(items), dtype=np.int64), items, cats, clock, cfg, model.gsu,
                         retrieved=None if retrieved is None else [retrieved], lookups=lookups,
                         user_ids=[user_id])  # fmt: skip
     weights = attention(net, batch)
