@@ -209,23 +209,27 @@ def _vectors(tables: ItemTables, items: I64, view: HistoryView, recent: int) -> 
     at = np.minimum(np.searchsorted(rows, target), n - 1)  # [C] the target's own column, where own
     own = rows[at] == target  # the target's own behaviours are counted elsewhere: its similarity is set to -1
     repeated = np.flatnonzero(counts >= REPEAT)
-    rep = tv @ keys[:, repeated]  # [C,r]
-    rep[rows[repeated][None, :] == target[:, None]] = -1.0
+    rep_keys = np.ascontiguousarray(keys[:, repeated])  # [v,r]
+    rep_at = np.minimum(np.searchsorted(repeated, at), max(len(repeated) - 1, 0))  # [C] own column among them
+    rep_own = own & (repeated[rep_at] == at) if len(repeated) else np.zeros(c, dtype=bool)
     k3, k5 = min(3, n), min(5, n)
-    if rep.shape[1] < k3:  # fewer re-engaged items than three: the missing ones count as -1
-        rep = np.concatenate([rep, np.full((c, k3 - rep.shape[1]), -1.0, np.float32)], axis=1)
-    top3 = _top_mean(rep, k3)
-    top5 = np.empty(c, np.float32)
-    mass = np.empty(c, np.float32)
+    top3, closest, top5, mass = (np.empty(c, np.float32) for _ in range(4))
     weights = counts.astype(np.float32)
+    zeros = np.zeros(n, np.float32)  # np.maximum against a row of zeros: measured 3x faster than against scalar 0
     for start in range(0, c, BLOCK):
         stop = min(c, start + BLOCK)
+        rep = tv[start:stop] @ rep_keys  # [B,r]
+        mine = np.flatnonzero(rep_own[start:stop])
+        rep[mine, rep_at[start:stop][mine]] = -1.0
+        if rep.shape[1] < k3:  # fewer re-engaged items than three: the missing ones count as -1
+            rep = np.concatenate([rep, np.full((stop - start, k3 - rep.shape[1]), -1.0, np.float32)], axis=1)
+        top3[start:stop], closest[start:stop] = _top_mean(rep, k3), rep.max(axis=1)
         sims = tv[start:stop] @ keys  # [B,n]
         mine = np.flatnonzero(own[start:stop])
         sims[mine, at[start:stop][mine]] = -1.0
         top5[start:stop] = _top_mean(sims, k5)
         np.subtract(sims, NEAR, out=sims)
-        np.maximum(sims, 0.0, out=sims)
+        np.maximum(sims, zeros, out=sims)
         mass[start:stop] = sims @ weights  # Σ count·max(0, cos − NEAR)
     taste = (vectors[rows[repeated]] * counts[repeated, None]).sum(axis=0)
     now = vectors[h_rows[-recent:]].mean(axis=0)
@@ -234,24 +238,29 @@ def _vectors(tables: ItemTables, items: I64, view: HistoryView, recent: int) -> 
         norm = float(np.linalg.norm(direction))
         return (tv @ direction / norm).astype(np.float32) if norm > 1e-9 else np.zeros(c, np.float32)
 
-    return [rep.max(axis=1).astype(np.float32), top3, np.log1p(mass).astype(np.float32), top5, cosine(taste),
+    return [closest, top3, np.log1p(mass).astype(np.float32), top5, cosine(taste),
             cosine(now)]
 
 
 def _top_mean(values: F32, k: int, chunks: int = 64) -> F32:
     """[B] the mean of the k largest values of each row of [B, n], exactly, without a partition of every row.
 
-    The maxima of ``chunks`` column ranges are distinct elements of the row, so the k-th largest of them, ``bound``,
-    is at most the row's k-th largest: the k largest are the values above ``bound`` (about k per row; the largest k
-    of them when there are more) and, when fewer than k are above it, copies of ``bound`` itself. Measured several
-    times faster than ``np.partition`` at n = 18,000, which dominated the vector statistics."""
+    The columns are cut into disjoint sets whose maxima are distinct elements of the row, so the k-th largest of
+    the maxima, ``bound``, is at most the row's k-th largest: the k largest are the values above ``bound`` (about k
+    per row; the largest k of them when there are more) and, when fewer than k are above it, copies of ``bound``
+    itself. The sets are the ``g = n // chunks`` strided ones (column j, j + g, j + 2g, ...: a max over the middle
+    axis of a [B, chunks, g] view — cheaper, and more maxima give a tighter bound) when g >= 4k, else ``chunks``
+    contiguous ranges; the result is the same either way. Measured several times faster than ``np.partition`` at
+    n = 18,000, which dominated the vector statistics."""
     b, n = values.shape
     if n < 4 * chunks:
         small: F32 = np.partition(values, n - k, axis=1)[:, n - k :].mean(axis=1).astype(np.float32)
         return small
     width = n // chunks
-    maxima = values[:, : chunks * width].reshape(b, chunks, width).max(axis=2)  # [B, chunks]
-    bound = np.partition(maxima, chunks - k, axis=1)[:, chunks - k]  # [B] <= the row's k-th largest
+    sets = values[:, : chunks * width].reshape(b, chunks, width)
+    maxima = sets.max(axis=1) if width >= 4 * k else sets.max(axis=2)  # [B, width] or [B, chunks]
+    m = maxima.shape[1]
+    bound = np.partition(maxima, m - k, axis=1)[:, m - k]  # [B] <= the row's k-th largest
     flat = np.flatnonzero(values > bound[:, None])  # row-major: rows ascending
     row, vals = flat // n, values.reshape(-1)[flat]
     order = np.lexsort((-vals, row))  # by row, then value descending
