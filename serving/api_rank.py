@@ -25,7 +25,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from models.bandits.served import policy_params
-from serving.admission import Admission, Overloaded
+from serving.admission import Admission, Overloaded, Ticket
 from serving.errors import ApiError
 from serving.exploration_log import ExplorationLogError
 from serving.logs import CURRENT, log_swallowed, note
@@ -98,11 +98,11 @@ def log_record(body: RankRequest, items: np.ndarray, ranked: Ranked, request_id:
 
 
 def _render(state: ServiceState, model: LoadedModel, body: RankRequest, top_n: int, request_id: str,
-            policy: ExplorePolicy | None, admitted_at: float) -> tuple[bytes, str, float]:
+            policy: ExplorePolicy | None, ticket: Ticket) -> tuple[bytes, str, float]:
     """Runs in the inference executor: refuse when the request waited too long for its slot, else rank, log an
     explored response, serialise (all off the event loop). Returns the body, the timings and the time it held the
     slot."""
-    start = state.admission.check_wait(admitted_at)
+    start = state.admission.check_wait(ticket)
     items, cats = body.items, body.cats
     ranked = state.ranker.rank(model, body.user_id, items, cats, top_n, explore_policy=policy, request_id=request_id)
     if ranked.exploration is not None and state.exploration_log is not None:
@@ -154,7 +154,7 @@ async def rank(request: Request) -> Response:
     request_id, model = start_request(state, body)
     admission: Admission = state.admission
     try:
-        admitted_at = admission.admit()
+        ticket = admission.admit()
     except Overloaded as exc:
         raise _overloaded(state, exc, "queue_full" if admission.pending >= admission.max_queue else "wait") from None
     state.metrics.candidates.observe(len(body.items))
@@ -166,12 +166,12 @@ async def rank(request: Request) -> Response:
         context = contextvars.copy_context()  # the request id and log fields follow the request into the thread
         payload, timing, held = await asyncio.get_running_loop().run_in_executor(
             state.executor, context.run, _render, state, model, body, top_n, request_id,
-            explore_policy(state, body.explore), admitted_at,
+            explore_policy(state, body.explore), ticket,
         )
     except Overloaded as exc:
         raise _overloaded(state, exc, "waited") from None
     finally:
-        admission.finish(held)
+        admission.finish(ticket, held)
         state.metrics.in_flight.dec()
     timing += f", total;dur={(time.perf_counter() - start) * 1e3:.2f}"
     return Response(payload, media_type="application/json", headers={"Server-Timing": timing})
