@@ -11,6 +11,7 @@ from retrieval.gsu import (
     HardSearch,
     Retrieved,
     SoftSearch,
+    _by_row_score_position,
     _distinct_rows,
     gather,
     recall_at_k,
@@ -241,3 +242,20 @@ def test_distinct_rows_groups_equal_rows_even_when_their_hashes_collide() -> Non
     clash = np.array([[x, 0], [0, y_signed], [x, 0]], dtype=np.int64)
     first, inverse = _distinct_rows(clash)
     assert len(first) == 2 and np.array_equal(clash[first][inverse], clash) and inverse[0] == inverse[2]
+
+
+@pytest.mark.parametrize("max_pos", [54_000, 2**40])  # the packed key, and the lexsort it falls back to
+def test_packed_order_equals_the_three_key_lexsort(max_pos: int) -> None:
+    """By row ascending, score descending, position descending — with tied scores, negative and infinite scores,
+    and -0.0 equal to 0.0 as lexsort has them."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        n = int(rng.integers(1, 400))
+        row = np.sort(rng.integers(0, 50, n))
+        pos = rng.choice(max_pos, n, replace=False).astype(np.int64)  # distinct (row, position) pairs
+        score = rng.standard_normal(n).astype(np.float32)
+        tied = rng.random(n) < 0.5
+        score[tied] = rng.choice(np.array([0.0, -0.0, 0.5, -0.5, -np.inf], np.float32), int(tied.sum()))
+        want = np.lexsort((-pos, -score, row))
+        got = _by_row_score_position(row, score, pos)
+        assert np.array_equal(got, want)
