@@ -126,6 +126,22 @@ class HistoryView:
         cats = self.categories
         return group(cats, int(cats.max()) + 1 if len(cats) else 1)
 
+    def find_categories(self, keys: I64) -> tuple[I64, I64]:
+        """(key index, position) of every behaviour whose category is one of the sorted unique ``keys``: read off
+        the category grouping when a search has already made it (positions ascending within each key), else
+        lookup.find over the whole column (positions ascending)."""
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        if "category_groups" not in self.__dict__:  # not made yet: one pass of find costs less than the grouping
+            return find(self.categories, keys)
+        groups = self.category_groups
+        g = groups.find(keys)
+        which = np.flatnonzero(g >= 0)
+        g = g[which]
+        counts = groups.counts[g]
+        starts = np.repeat(groups.starts[g] - (np.cumsum(counts) - counts), counts)  # per match: start − offset
+        position = groups.order[starts + np.arange(int(counts.sum()))]
+        return np.repeat(which, counts).astype(np.int64), position.astype(np.int64)
+
     def find_items(self, keys: I64) -> tuple[I64, I64]:
         """lookup.find(items, keys) for sorted unique ``keys``: (key index, position) of every behaviour whose item
         is one of the keys, positions ascending."""

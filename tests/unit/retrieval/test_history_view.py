@@ -56,6 +56,27 @@ def test_view_columns_groupings_and_lookups_are_the_plain_ones_and_memoised() ->
         HistoryView(np.zeros(3, dtype=np.int64))
 
 
+def test_find_categories_is_find_before_and_after_the_grouping_exists() -> None:
+    """Before a search has grouped the categories it is lookup.find; after, it reads the grouping: the same
+    (key, position) pairs, grouped by key."""
+    h = records(800, seed=3)
+    cats = h["category_id"].astype(np.int64)
+    keys = np.array([3, 17, 99, 65_536 + 3], dtype=np.int64)  # sorted; 99 occurs nowhere
+    want = find(cats, keys)
+    view = HistoryView(h)
+    before = view.find_categories(keys)
+    assert [a.tolist() for a in before] == [w.tolist() for w in want]
+    assert "category_groups" not in view.__dict__  # looking up did not make the grouping
+    HardSearch(8).positions(view, h["item_id"][:5], cats[:5])  # a search groups the categories
+    which, position = view.find_categories(keys)
+    assert sorted(zip(which.tolist(), position.tolist(), strict=True)) == sorted(
+        zip(want[0].tolist(), want[1].tolist(), strict=True))
+    assert which.tolist() == sorted(which.tolist())  # grouped by key
+    empty = HistoryView(h[:0])
+    _ = empty.category_groups
+    assert [len(a) for a in empty.find_categories(keys)] == [0, 0]
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_searches_give_the_same_result_on_a_shared_view(seed: int) -> None:
     h = records(3_000, seed, n_items=2_000)
