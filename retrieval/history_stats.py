@@ -42,9 +42,9 @@ NEVER_DAYS = 3650.0  # "never": ten years
 REPEAT = 3  # an item behaved on at least this many times is "re-engaged"
 NEAR = 0.5  # cosine above which another item counts towards the target's vector mass
 PRIOR_STRENGTH = 5.0  # the smoothed item rate counts the global rate as this many behaviours
-BLOCK = 32  # candidates per block of the vector similarities (_vectors) at least; more when the history has few
-BLOCK_ELEMENTS = 1 << 19  # distinct items: a block holds about this many similarities (each block costs ~20
-# numpy calls, which cost more than the arithmetic of 32 candidates × a few hundred items)
+BLOCK = 32  # candidates per block of the vector similarities (_vectors), at least
+BLOCK_ELEMENTS = 1 << 19  # similarities per block when the history has few distinct items (a block costs ~20 numpy
+# calls: more than the arithmetic of 32 candidates × a few hundred items)
 
 
 @dataclass(frozen=True)
