@@ -63,7 +63,7 @@ class Admission:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     numbers: itertools.count[int] = field(default_factory=itertools.count, repr=False)
 
-    def expected_wait_s(self, now: float | None = None) -> float:
+    def expected_wait_s(self) -> float:
         """How long a request admitted now would wait for a slot (module docstring): it needs ``ahead = pending −
         slots + 1`` completions; slot j next frees at what is left of its running request's cautious service time
         (a slot whose request has not started yet: a whole one), then every cautious service time."""
@@ -71,7 +71,7 @@ class Admission:
         if ahead <= 0 or self.service_s is None:
             return 0.0
         service = self.cautious_service_s()
-        clock = time.perf_counter() if now is None else now
+        clock = time.perf_counter()
         with self.lock:
             started = list(self.running.values())
         left = sorted(max(0.0, service - (clock - t)) for t in started[: self.slots])
