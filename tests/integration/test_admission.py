@@ -33,4 +33,5 @@ def test_d8_requests_that_would_wait_too_long_are_refused_at_once_not_queued(art
         metrics = c.get("/metrics").text
         assert 'longrank_rank_rejected_total{reason="queue_full"}' not in metrics
         assert 'longrank_rank_rejected_total{reason="wait"}' in metrics
-        assert c.app.state.service.admission.pending == 0  # type: ignore[attr-defined]
+        admission = c.app.state.service.admission  # type: ignore[attr-defined]
+        assert admission.pending == 0 and admission.running == {}  # every ticket finished, none left running
