@@ -283,7 +283,7 @@ def _long_tensors(
         per_row = _slot_features(r_items, r_cats, r_acts, r_ts, np.arange(raw.shape[1]) > 0, now[0], config, lookups)
         columns = tuple(row[slot] for row in per_row)
     item_rows = columns[0]
-    tag = np.where(mask, 1 + 2 * kind + (items == cand_items[:, None]), 0)
+    tag = _tags(mask, kind, items, cand_items)
     out = {
         "long_item": torch.from_numpy(item_rows),
         "long_cat": torch.from_numpy(columns[1]),
@@ -315,8 +315,7 @@ def _shared_long_tensors(found: Retrieved, cand_items: IntArray, cand_rows: IntA
     raw, slot = distinct  # [4,R+1], [C,K]
     r_items, r_cats, r_acts, r_ts = raw  # [R+1] each; column 0 is the padding
     per_row = _slot_features(r_items, r_cats, r_acts, r_ts, np.arange(raw.shape[1]) > 0, now, config, lookups)
-    kind = default_kind if found.kind is None else found.kind
-    tag = np.where(mask, 1 + 2 * kind + (items == cand_items[:, None]), 0)
+    tag = _tags(mask, default_kind if found.kind is None else found.kind, items, cand_items)
     out = {"long_mask": torch.from_numpy(mask), "long_tag": torch.from_numpy(tag),
            "long_rows": torch.from_numpy(np.stack(per_row)), "long_slot": torch.from_numpy(slot)}  # fmt: skip
     if config.vocabulary:
@@ -324,6 +323,12 @@ def _shared_long_tensors(found: Retrieved, cand_items: IntArray, cand_rows: IntA
         vectors = lookups.items.vectors
         rel = _relevance(vectors[per_row[0]], slot, vectors[cand_rows])  # [C,K]; the padding row's vector is zero
         out["long_rel"] = torch.from_numpy(np.where(mask, rel, np.float32(0.0)))
+    return out
+
+
+def _tags(mask: npt.NDArray[np.bool_], kind: IntArray | int, items: IntArray, cand_items: IntArray) -> IntArray:
+    """[C,K] the ESU's slot tag: 1 + 2·search kind + [the slot's item is the candidate's], 0 at empty slots."""
+    out: IntArray = np.where(mask, 1 + 2 * kind + (items == cand_items[:, None]), 0)
     return out
 
 

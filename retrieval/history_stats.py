@@ -214,8 +214,8 @@ def _vectors(tables: ItemTables, items: I64, view: HistoryView, recent: int) -> 
     own = rows[at] == target  # the target's own behaviours are counted elsewhere: its similarity is set to -1
     repeated = np.flatnonzero(counts >= REPEAT)
     rep_keys = np.ascontiguousarray(keys[:, repeated])  # [v,r]
-    rep_at = np.minimum(np.searchsorted(repeated, at), max(len(repeated) - 1, 0))  # [C] own column among them
-    rep_own = own & (repeated[rep_at] == at) if len(repeated) else np.zeros(c, dtype=bool)
+    rep_own = own & (counts[at] >= REPEAT)  # [C] the target is one of the re-engaged items
+    rep_at = np.searchsorted(repeated, at)  # [C] its column among them (where rep_own)
     k3, k5 = min(3, n), min(5, n)
     top3, closest, top5, mass = (np.empty(c, np.float32) for _ in range(4))
     weights = counts.astype(np.float32)

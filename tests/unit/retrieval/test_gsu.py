@@ -11,12 +11,11 @@ from retrieval.gsu import (
     HardSearch,
     Retrieved,
     SoftSearch,
-    _by_row_score_position,
-    _distinct_rows,
     gather,
     recall_at_k,
     stable_argsort_small,
 )
+from retrieval.gsu_expand import _by_row_score_position, _distinct_rows
 from retrieval.hashing import bucket
 from retrieval.item_index import ItemIndex
 

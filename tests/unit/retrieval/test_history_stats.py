@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from retrieval import history_stats as history_stats_module
 from retrieval.events import BEHAVIOR_DTYPE, Behaviors
 from retrieval.gsu_hybrid import HybridSearch
 from retrieval.history_stats import BLOCK, NEAR, NEVER_DAYS, REPEAT, StatsSpec, _top_mean, history_stats, stat_names
@@ -119,7 +120,8 @@ def _vector_stats_by_definition(tables, items: list[int], history: Behaviors, re
     return np.array(rows)
 
 
-def test_vector_statistics_match_their_definition_across_blocks() -> None:
+def test_vector_statistics_match_their_definition_across_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(history_stats_module, "BLOCK_ELEMENTS", 0)  # blocks of BLOCK candidates, however few items
     rng = np.random.default_rng(5)
     histories = [behaviours([(int(i), int(i) % 7, 1, int(rng.integers(0, 4))) for i in rng.zipf(1.3, 400) % 300])
                  for _ in range(6)]  # fmt: skip
